@@ -1,0 +1,228 @@
+"""The single audit writer.
+
+All writes of a process go through one thread that owns one SQLite connection. Callers hand it a `Write`
+(summary-row statements plus the events they justify) and await its result; the thread drains whatever is
+queued into one transaction, so a burst of writes costs one commit. Each event is chained to the previous
+one by hash, inside the transaction, after taking SQLite's write lock (`BEGIN IMMEDIATE`), so another process
+writing the same file (the CLI approving an action) extends the same chain.
+
+Failure is loud: a write that cannot be committed raises `AuditError` in the caller; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.audit.schema import migrate, now
+from orchestration.errors import AuditError
+from policies.redaction import Redactor
+
+BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write in a burst
+
+
+@dataclass(frozen=True)
+class Event:
+    """One append-only audit event."""
+
+    kind: str
+    run_id: str | None
+    payload: dict[str, Any]
+    step_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """Statements that update summary rows, and the events that record why, committed together."""
+
+    statements: Sequence[tuple[str, Sequence[Any]]] = ()
+    events: Sequence[Event] = ()
+
+
+@dataclass
+class _Job:
+    write: Write
+    future: Future[list[int]] = field(default_factory=Future)
+
+
+def _settle(future: Future[list[int]], outcome: list[int] | BaseException) -> None:
+    # A caller cancelled while waiting has already given up on the answer; its write still committed.
+    if future.cancelled():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def canonical(payload: Any) -> str:
+    """The exact JSON text stored and hashed for a payload."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(prev_hash: str, seq: int, run_id: str | None, step_id: str | None, kind: str,
+               payload: str, created_at: str) -> str:
+    """The hash that chains an event to its predecessor; `audit verify` recomputes it."""
+    material = canonical([prev_hash, seq, run_id, step_id, kind, payload, created_at])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection configured the way concertmaster uses SQLite (WAL, busy timeout, foreign keys)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("pragma journal_mode=wal")
+        conn.execute("pragma synchronous=normal")
+    conn.execute("pragma busy_timeout=10000")
+    conn.execute("pragma foreign_keys=on")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class AuditLog:
+    """The audit database of one process: a writer thread plus a way to read."""
+
+    def __init__(self, path: str | Path, redactor: Redactor | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.redactor = redactor or Redactor()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def open(self) -> AuditLog:
+        """Create or migrate the database and start the writer thread. Idempotent."""
+        if self._thread is not None:
+            return self
+        try:
+            self._conn = connect(self.path)
+            migrate(self._conn)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
+        self._thread = threading.Thread(target=self._loop, name="concertmaster-audit", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Finish every queued write, then stop the thread."""
+        if self._thread is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+
+    def __enter__(self) -> AuditLog:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -----------------------------------------------------------------------------------
+    def submit(self, write: Write) -> Future[list[int]]:
+        """Queue a write; the future resolves to the new events' sequence numbers."""
+        if self._thread is None or self._closed:
+            raise AuditError("the audit log is closed; nothing can be recorded")
+        job = _Job(write)
+        self._queue.put(job)
+        return job.future
+
+    async def write(self, write: Write) -> list[int]:
+        """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
+        return await asyncio.wrap_future(self.submit(write))
+
+    async def event(self, kind: str, run_id: str | None, payload: dict[str, Any], *,
+                    step_id: str | None = None,
+                    statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> int:
+        """Append one event (with the summary updates it justifies) and return its sequence number."""
+        seqs = await self.write(Write(statements, [Event(kind, run_id, payload, step_id)]))
+        return seqs[0]
+
+    def write_sync(self, write: Write) -> list[int]:
+        """Blocking `write`, for the CLI."""
+        return self.submit(write).result()
+
+    # -- the writer thread -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < BATCH_LIMIT:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(conn, batch)
+            if stop:
+                return
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[_Job, list[int] | BaseException]] = []
+        try:
+            conn.execute("begin immediate")
+            head_seq, head_hash = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
+            for job in batch:
+                conn.execute("savepoint job")
+                try:
+                    seqs, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
+                except sqlite3.Error as exc:
+                    conn.execute("rollback to job")
+                    conn.execute("release job")
+                    results.append((job, AuditError(f"audit write failed: {exc}")))
+                    continue
+                conn.execute("release job")
+                results.append((job, seqs))
+            conn.execute("update audit_head set seq = ?, hash = ? where id = 1", (head_seq, head_hash))
+            conn.execute("commit")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("rollback")
+            error = AuditError(f"audit database {self.path} could not be written: {exc}")
+            for job in batch:
+                _settle(job.future, error)
+            return
+        for job, outcome in results:
+            _settle(job.future, outcome)
+
+    def _apply(self, conn: sqlite3.Connection, write: Write, seq: int, prev: str
+               ) -> tuple[list[int], int, str]:
+        redact = self.redactor
+        for sql, params in write.statements:
+            conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params])
+        seqs = []
+        for ev in write.events:
+            seq += 1
+            created = now()
+            payload = canonical(redact.value(ev.payload))
+            digest = event_hash(prev, seq, ev.run_id, ev.step_id, ev.kind, payload, created)
+            conn.execute(
+                "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, ev.run_id, ev.step_id, ev.kind, payload, created, prev, digest),
+            )
+            prev = digest
+            seqs.append(seq)
+        return seqs, seq, prev

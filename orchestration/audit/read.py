@@ -1,0 +1,141 @@
+"""Reading the audit: runs, steps, events, read-only SQL, and chain verification."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.audit.log import connect, event_hash
+from orchestration.audit.schema import GENESIS_HASH
+from orchestration.errors import AuditError, InvalidInputError
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    return [dict(row) for row in conn.execute(sql, params)]
+
+
+class AuditReader:
+    """Read-only access to an audit database (WAL lets it read while the writer writes)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise AuditError(
+                f"no audit database at {self.path}; start the server once or pass --db / CONCERTMASTER_DB"
+            )
+        self._conn = connect(self.path, readonly=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = _rows(self._conn, "select * from runs where id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    def runs(self, *, limit: int = 20, status: str | None = None, pattern: str | None = None
+             ) -> list[dict[str, Any]]:
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if pattern:
+            where.append("pattern = ?")
+            params.append(pattern)
+        sql = "select * from run_summary" + (" where " + " and ".join(where) if where else "")
+        sql += " order by started_at desc, id desc limit ?"
+        return _rows(self._conn, sql, (*params, limit))
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        return _rows(self._conn, "select * from steps where run_id = ? order by started_at, rowid", (run_id,))
+
+    def events(self, run_id: str | None = None, *, after_seq: int = 0, limit: int = 1000
+               ) -> list[dict[str, Any]]:
+        if run_id is None:
+            sql, params = "select * from events where seq > ? order by seq limit ?", (after_seq, limit)
+        else:
+            sql = "select * from events where run_id = ? and seq > ? order by seq limit ?"
+            params = (run_id, after_seq, limit)  # type: ignore[assignment]
+        rows = _rows(self._conn, sql, params)
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def pending(self, *, kind: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "select * from pending_requests where status = 'pending'", []
+        if kind:
+            sql += " and kind = ?"
+            params.append(kind)
+        if run_id:
+            sql += " and run_id = ?"
+            params.append(run_id)
+        return _rows(self._conn, sql + " order by created_at", tuple(params))
+
+    def query(self, sql: str, params: tuple[Any, ...] = (), *, limit: int = 500) -> list[dict[str, Any]]:
+        """Run one read-only SQL statement (the connection is opened read-only: writes are refused)."""
+        if not sql.strip():
+            raise InvalidInputError("sql is empty; give one SELECT statement, e.g. 'select * from run_summary'")
+        try:
+            cursor = self._conn.execute(sql, params)
+            return [dict(row) for row in cursor.fetchmany(limit)]
+        except sqlite3.Error as exc:
+            raise InvalidInputError(
+                f"the query failed: {exc}. Only read-only SQL over the documented tables and views works "
+                "(runs, steps, events, pending_requests, run_summary, model_calls, agent_usage, daily_cost)"
+            ) from None
+
+
+@dataclass
+class ChainReport:
+    """What `audit verify` found."""
+
+    ok: bool
+    events: int
+    head_seq: int
+    head_hash: str
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_chain(path: str | Path, *, max_problems: int = 20) -> ChainReport:
+    """Recompute every event's hash; report edited, deleted, inserted or reordered events."""
+    reader = AuditReader(path)
+    problems: list[str] = []
+    prev, expected_seq, count = GENESIS_HASH, 1, 0
+    try:
+        conn = reader._conn
+        cursor = conn.execute(
+            "select seq, run_id, step_id, kind, payload, created_at, prev_hash, hash from events order by seq"
+        )
+        for row in cursor:
+            count += 1
+            seq = row["seq"]
+            if seq != expected_seq:
+                problems.append(f"event {seq}: expected event {expected_seq} here (events deleted or renumbered)")
+            if row["prev_hash"] != prev:
+                problems.append(f"event {seq}: does not follow the event before it (deleted or reordered)")
+            digest = event_hash(row["prev_hash"], seq, row["run_id"], row["step_id"], row["kind"],
+                                row["payload"], row["created_at"])
+            if digest != row["hash"]:
+                problems.append(f"event {seq}: content does not match its hash (edited)")
+            prev, expected_seq = row["hash"], seq + 1
+            if len(problems) >= max_problems:
+                problems.append("... stopping after too many problems")
+                break
+        head = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
+    finally:
+        reader.close()
+    head_seq, head_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
+    if len(problems) < max_problems and (head_seq != expected_seq - 1 or head_hash != prev):
+        problems.append(
+            f"the chain head says event {head_seq} is last but the log ends at event {expected_seq - 1}"
+            " (events removed from the end, or the head was edited)"
+        )
+    return ChainReport(ok=not problems, events=count, head_seq=head_seq, head_hash=head_hash, problems=problems)

@@ -1,0 +1,196 @@
+"""The audit schema: an ordered list of migrations, each applied once and recorded.
+
+The schema is a public interface (documented in README.md, "Audit"): migrations add, never rewrite history.
+A new migration is a new function appended to `MIGRATIONS`; an applied one is never edited.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+GENESIS_HASH = "0" * 64
+
+
+def _v1_core(db: sqlite_utils.Database) -> None:
+    """runs, steps, events (hash-chained), the chain head, pending requests."""
+    db["runs"].create(
+        {
+            "id": str,
+            "pattern": str,
+            "control": str,
+            "status": str,
+            "stop_reason": str,
+            "input": str,
+            "output": str,
+            "error": str,
+            "options": str,
+            "started_at": str,
+            "ended_at": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cost_usd": float,
+        },
+        pk="id",
+        not_null={"pattern", "status", "input", "started_at"},
+        defaults={"control": "centralized", "input_tokens": 0, "output_tokens": 0},
+    )
+    db["steps"].create(
+        {
+            "id": str,
+            "run_id": str,
+            "parent_step_id": str,
+            "key": str,
+            "agent": str,
+            "model": str,
+            "provider": str,
+            "status": str,
+            "input": str,
+            "output": str,
+            "error": str,
+            "started_at": str,
+            "ended_at": str,
+            "latency_ms": float,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cost_usd": float,
+        },
+        pk="id",
+        not_null={"run_id", "key", "agent", "status", "started_at"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["steps"].create_index(["run_id", "key"], unique=True)
+    db["events"].create(
+        {
+            "seq": int,
+            "run_id": str,
+            "step_id": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="seq",
+        not_null={"kind", "payload", "created_at", "prev_hash", "hash"},
+    )
+    db["events"].create_index(["run_id", "seq"])
+    db["events"].create_index(["kind"])
+    db["audit_head"].create({"id": int, "seq": int, "hash": str}, pk="id")
+    db["audit_head"].insert({"id": 1, "seq": 0, "hash": GENESIS_HASH})
+    db["pending_requests"].create(
+        {
+            "id": str,
+            "run_id": str,
+            "step_id": str,
+            "kind": str,
+            "status": str,
+            "payload": str,
+            "response": str,
+            "channel": str,
+            "decided_by": str,
+            "created_at": str,
+            "resolved_at": str,
+            "expires_at": str,
+        },
+        pk="id",
+        not_null={"run_id", "kind", "status", "payload", "created_at"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["pending_requests"].create_index(["status"])
+
+
+def _v2_views(db: sqlite_utils.Database) -> None:
+    """Views for the common questions, so nobody has to read JSON by hand."""
+    db.create_view(
+        "run_summary",
+        """
+        select r.id, r.pattern, r.control, r.status, r.stop_reason, r.started_at, r.ended_at,
+               round((julianday(coalesce(r.ended_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')))
+                      - julianday(r.started_at)) * 86400000.0) as duration_ms,
+               (select count(*) from steps s where s.run_id = r.id) as steps,
+               (select group_concat(distinct s.agent) from steps s where s.run_id = r.id) as agents,
+               r.input_tokens, r.output_tokens, r.cost_usd,
+               substr(r.input, 1, 200) as input, substr(r.output, 1, 200) as output, r.error
+        from runs r
+        """,
+    )
+    db.create_view(
+        "model_calls",
+        """
+        select e.seq, e.run_id, e.step_id, e.created_at,
+               json_extract(e.payload, '$.agent') as agent,
+               json_extract(e.payload, '$.provider') as provider,
+               json_extract(e.payload, '$.model') as model,
+               json_extract(e.payload, '$.input_tokens') as input_tokens,
+               json_extract(e.payload, '$.output_tokens') as output_tokens,
+               json_extract(e.payload, '$.cache_read_tokens') as cache_read_tokens,
+               json_extract(e.payload, '$.cache_write_tokens') as cache_write_tokens,
+               json_extract(e.payload, '$.cost_usd') as cost_usd,
+               json_extract(e.payload, '$.latency_ms') as latency_ms,
+               json_extract(e.payload, '$.stop_reason') as stop_reason
+        from events e where e.kind = 'model_called'
+        """,
+    )
+    db.create_view(
+        "agent_usage",
+        """
+        select agent, provider, model, count(*) as steps,
+               sum(case when status = 'succeeded' then 1 else 0 end) as succeeded,
+               sum(case when status = 'failed' then 1 else 0 end) as failed,
+               sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
+               round(sum(cost_usd), 6) as cost_usd, round(avg(latency_ms), 1) as avg_latency_ms
+        from steps group by agent, provider, model
+        """,
+    )
+    db.create_view(
+        "daily_cost",
+        """
+        select substr(started_at, 1, 10) as day, count(*) as runs,
+               sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
+               round(sum(cost_usd), 6) as cost_usd
+        from runs group by day order by day
+        """,
+    )
+
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+#: Applied in order, each once; the index + 1 is the schema version.
+MIGRATIONS: list[Migration] = [_v1_core, _v2_views]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet applied; returns the names applied now."""
+    db = sqlite_utils.Database(conn)
+    if "schema_migrations" not in db.table_names():
+        db["schema_migrations"].create({"version": int, "name": str, "applied_at": str}, pk="version")
+    done = {row["version"] for row in db["schema_migrations"].rows}
+    applied = []
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        with conn:
+            migration(db)
+            db["schema_migrations"].insert(
+                {"version": version, "name": migration.__name__.lstrip("_"), "applied_at": now()}
+            )
+        applied.append(migration.__name__)
+    return applied
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The highest migration applied to this database (0 for an empty file)."""
+    try:
+        row = conn.execute("select max(version) from schema_migrations").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0] or 0)
+
+
+def now() -> str:
+    """The current UTC time as the audit writes it: ISO 8601 with milliseconds and a `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,142 @@
+"""The team config file (`concertmaster.toml`): agents and run limits, validated with pydantic.
+
+Path from `--config` or `CONCERTMASTER_CONFIG`; without one, the built-in default team (`default_team.toml`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestration.errors import ConfigError
+from policies.limits import Limits
+
+AGENT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+MODEL_FORMS = "'anthropic:<model id>', 'sampling', 'scripted' or 'auto'"
+DEFAULT_TEAM_FILE = Path(__file__).with_name("default_team.toml")
+
+
+class ScriptedReply(BaseModel):
+    """One canned reply of a scripted agent: text and, optionally, tool calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field("", description="The reply's text.")
+    tool_calls: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tool calls, each `{name = '...', arguments = {...}}`."
+    )
+
+
+class ScriptedSettings(BaseModel):
+    """How a `model = "scripted"` agent answers (tests and the offline demo)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replies: list[str | ScriptedReply] = Field(
+        default_factory=list,
+        description="Replies in order; when they run out the agent answers with a deterministic summary.",
+    )
+    latency_ms: float = Field(0.0, ge=0, le=600_000, description="Simulated latency of each call.")
+    input_tokens: int = Field(40, ge=0, description="Reported input tokens per call.")
+    output_tokens: int = Field(60, ge=0, description="Reported output tokens per call.")
+
+
+class AgentConfig(BaseModel):
+    """One agent of the team (`[agents.NAME]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(..., min_length=1, description="What the agent is for; shown to the conductor.")
+    instructions: str = Field(..., min_length=1, description="The agent's system prompt.")
+    model: str = Field("auto", description=f"Which model runs the agent: {MODEL_FORMS}.")
+    tools: list[str] = Field(default_factory=list, description="Tools the agent may use (globs).")
+    group: str | None = Field(None, description="Group, for federated runs: context is isolated per group.")
+    policy: str | None = Field(None, description="Policy preset or file overriding the team's for this agent.")
+    routes: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Agents (or `group:NAME`) this agent may hand off or delegate to; `*` is anyone.",
+    )
+    max_tokens: int = Field(2048, ge=1, le=128_000, description="Longest reply of one model call, in tokens.")
+    scripted: ScriptedSettings | None = Field(None, description="Replies and latency when `model = 'scripted'`.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_form(cls, value: str) -> str:
+        if value in ("auto", "sampling", "scripted"):
+            return value
+        if value.startswith("anthropic:") and len(value) > len("anthropic:"):
+            return value
+        raise ValueError(f"expected {MODEL_FORMS} (got {value!r})")
+
+
+class TeamConfig(BaseModel):
+    """The whole config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: dict[str, AgentConfig] = Field(..., description="The team, by name.")
+    limits: Limits = Field(default_factory=Limits, description="Default guardrail limits of every run.")
+    default_model: str = Field(
+        "claude-sonnet-4-5", description="Anthropic model used by `auto` agents when an API key is set."
+    )
+    source: str = Field("built-in default team", exclude=True, description="Where this config came from.")
+
+    @model_validator(mode="after")
+    def _names(self) -> TeamConfig:
+        if not self.agents:
+            raise ValueError("at least one agent is needed under [agents.NAME]")
+        for name in self.agents:
+            if not AGENT_NAME.match(name):
+                raise ValueError(
+                    f"agent name {name!r} must be lowercase letters, digits, '-' or '_', starting with a letter"
+                )
+        return self
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use: `--config`, else `CONCERTMASTER_CONFIG`, else None (built-in team)."""
+    value = explicit or os.environ.get("CONCERTMASTER_CONFIG")
+    return Path(value).expanduser() if value else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
+    """Read and validate the team config, or the built-in default team when no path is given."""
+    file = config_path(path)
+    source = file if file is not None else DEFAULT_TEAM_FILE
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist; fix --config / CONCERTMASTER_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {source} cannot be read: {exc.strerror}") from None
+    try:
+        config = TeamConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {source}: {describe_validation_error(exc)}") from None
+    return config.model_copy(update={"source": str(file) if file else "built-in default team"})
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """One line per problem: the field path, what is expected, what was given."""
+    lines = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        given = err.get("input")
+        shown = "" if err["type"] in ("missing",) or isinstance(given, dict) else f" (got {given!r:.80})"
+        lines.append(f"{where}: {msg}{shown}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return "; ".join(lines)

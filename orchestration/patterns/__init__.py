@@ -1,0 +1,1 @@
+"""One module per orchestration pattern; each composes the shared step runner, guard and audit."""

@@ -1,0 +1,21 @@
+"""Delegate: one agent does one task (the building block every other pattern composes)."""
+
+from __future__ import annotations
+
+from orchestration.context import Outcome, RunContext
+from orchestration.runtime import RunBody
+
+
+def task_prompt(task: str, context: str | None = None) -> str:
+    """The prompt an agent receives for a task with optional background context."""
+    return f"{task}\n\n<context>\n{context}\n</context>" if context else task
+
+
+def delegate(agent: str, task: str, context: str | None = None) -> RunBody:
+    """A run body in which `agent` does `task`."""
+
+    async def body(ctx: RunContext) -> Outcome:
+        result = await ctx.step(agent, task_prompt(task, context), key="delegate")
+        return Outcome(result.output, data={"agent": agent, "model": result.model})
+
+    return body

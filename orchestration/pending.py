@@ -1,0 +1,141 @@
+"""One way to wait for the outside world.
+
+A run that needs an answer it cannot compute (the client's model on a 2026-07-28 connection, a human's
+approval, ...) records a pending request in the audit, parks (`awaiting_input` / `awaiting_approval`), and
+waits. Whichever channel answers first (a tool call, elicitation, the CLI) resolves it, exactly once; a second
+answer is refused. Expiry and cancellation are recorded the same way for every kind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from orchestration.audit.log import AuditLog, Event, Write
+from orchestration.audit.schema import now
+from orchestration.errors import InvalidInputError
+from orchestration.step import new_id
+
+
+@dataclass
+class PendingRequest:
+    """A question a run is waiting on."""
+
+    id: str
+    run_id: str
+    kind: str
+    """`sampling`, `approval`, ..."""
+    payload: dict[str, Any]
+    """What is asked, in the kind's own shape (for sampling: the MCP request params)."""
+    step_id: str | None
+    expires_at: str | None
+    response: Any = None
+    channel: str | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class PendingRequests:
+    """The open questions of this process's runs."""
+
+    def __init__(self, audit: AuditLog, on_change: Callable[[str], None] | None = None) -> None:
+        self.audit = audit
+        self._on_change = on_change
+        self._open: dict[str, PendingRequest] = {}
+        self._changed = anyio.Event()
+
+    def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
+        """Unanswered requests, oldest first, optionally of one run and kind."""
+        return [
+            r for r in self._open.values()
+            if (run_id is None or r.run_id == run_id) and (kind is None or r.kind == kind)
+        ]
+
+    def get(self, request_id: str) -> PendingRequest | None:
+        return self._open.get(request_id)
+
+    async def wait_changed(self) -> None:
+        """Return when a request is opened or resolved."""
+        await self._changed.wait()
+
+    def _signal(self, run_id: str) -> None:
+        if self._on_change is not None:
+            self._on_change(run_id)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def ask(
+        self,
+        run_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        timeout: float | None = None,
+        park_as: str = "awaiting_input",
+    ) -> tuple[Any, str]:
+        """Open a request, park the run as `park_as`, wait for the answer: `(response, channel)`.
+
+        Raises `TimeoutError` after `timeout` seconds (the request is recorded as expired).
+        """
+        expires = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat() if timeout else None
+        request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
+        await self.audit.write(Write(
+            [
+                ("insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"
+                 " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                 (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires)),
+                ("update runs set status = ? where id = ? and status = 'running'", (park_as, run_id)),
+            ],
+            [Event("input_requested", run_id, {"request_id": request.id, "kind": kind, "expires_at": expires},
+                   step_id)],
+        ))
+        self._open[request.id] = request
+        self._signal(run_id)
+        try:
+            with anyio.fail_after(timeout) if timeout else anyio.CancelScope():
+                await request.done.wait()
+        except (TimeoutError, anyio.get_cancelled_exc_class()) as exc:
+            status = "expired" if isinstance(exc, TimeoutError) else "cancelled"
+            with anyio.CancelScope(shield=True):
+                await self._close(request, status, None, None, None)
+            raise
+        return request.response, request.channel or "unknown"
+
+    async def resolve(self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
+                      ) -> PendingRequest:
+        """Answer a request, exactly once. A second answer, or one for an unknown id, is refused."""
+        request = self._open.get(request_id)
+        if request is None:
+            raise InvalidInputError(
+                f"no open request {request_id!r}: it was already answered, expired, or never existed"
+            )
+        request.response, request.channel = response, channel
+        await self._close(request, "resolved", response, channel, decided_by)
+        request.done.set()
+        return request
+
+    async def _close(self, request: PendingRequest, status: str, response: Any, channel: str | None,
+                     decided_by: str | None) -> None:
+        if self._open.pop(request.id, None) is None:
+            return
+        kind = {"resolved": "input_received", "expired": "input_expired"}.get(status, "input_cancelled")
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("update pending_requests set status = ?, response = ?, channel = ?, decided_by = ?,"
+             " resolved_at = ? where id = ?",
+             (status, json.dumps(response, default=str) if response is not None else None, channel,
+              decided_by, now(), request.id)),
+        ]
+        if not self.open_for(request.run_id):  # the run is unparked only when nothing else is awaited
+            statements.append(("update runs set status = 'running' where id = ? and status in"
+                               " ('awaiting_input', 'awaiting_approval')", (request.run_id,)))
+        await self.audit.write(Write(
+            statements,
+            [Event(kind, request.run_id, {"request_id": request.id, "kind": request.kind, "channel": channel,
+                                          "status": status}, request.step_id)],
+        ))
+        self._signal(request.run_id)

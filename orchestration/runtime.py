@@ -1,0 +1,251 @@
+"""Runs: start one in the background, wait for it a bounded time, cancel it, read it back.
+
+The `Runtime` owns the team config, the audit log, the provider factory, the pending requests, and a task
+group in which runs execute. Its state of record is the audit database: `get_run` reads the row there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestration.audit.log import AuditLog, Event, Write
+from orchestration.audit.read import AuditReader
+from orchestration.audit.schema import now
+from orchestration.config import TeamConfig
+from orchestration.context import Listener, Outcome, ProviderFactory, RunContext
+from orchestration.errors import (
+    ConcertmasterError,
+    GuardrailTripped,
+    InvalidInputError,
+    RunNotFoundError,
+)
+from orchestration.guard import Budget
+from orchestration.models.sampling import Sampler
+from orchestration.pending import PendingRequests
+from orchestration.providers import DefaultProviders
+from orchestration.step import StepFailed, new_id
+from policies.limits import Limits
+
+log = logging.getLogger("concertmaster")
+
+RunBody = Callable[[RunContext], Awaitable[Outcome]]
+"""A pattern bound to its arguments: runs in a context, returns how it ended."""
+
+TERMINAL = frozenset({"succeeded", "failed", "stopped", "cancelled", "interrupted"})
+PARKED = ("awaiting_input", "awaiting_approval")
+
+
+@dataclass
+class _Active:
+    ctx: RunContext
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Runtime:
+    """The orchestration core as one object: use `async with Runtime(config, audit) as rt:`."""
+
+    def __init__(self, config: TeamConfig, audit: AuditLog, *, providers: ProviderFactory | None = None) -> None:
+        self.config = config
+        self.audit = audit
+        self.providers: ProviderFactory = providers or DefaultProviders()
+        self.pending = PendingRequests(audit, on_change=self._wake)
+        self._active: dict[str, _Active] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+        self._tg: TaskGroup | None = None
+        self._reader: AuditReader | None = None
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        self.audit.open()
+        self._reader = AuditReader(self.audit.path)
+        await self._mark_interrupted("the server stopped while the run was in progress")
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stopping = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+        if self._reader is not None:
+            self._reader.close()
+        self.audit.close()
+
+    async def _mark_interrupted(self, reason: str) -> None:
+        """Runs left in progress by a previous process can't continue here: say so in the audit."""
+        assert self._reader is not None
+        stale = self._reader.query("select id from runs where status in ('running', 'queued', 'awaiting_input')")
+        for row in stale:
+            await self.audit.write(Write(
+                [("update runs set status = 'interrupted', stop_reason = 'server_restart', error = ?,"
+                  " ended_at = ? where id = ?", (reason, now(), row["id"])),
+                 ("update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
+                  (now(), row["id"]))],
+                [Event("run_interrupted", row["id"], {"reason": reason})],
+            ))
+
+    # -- runs --------------------------------------------------------------------------------------
+    async def start_run(
+        self,
+        pattern: str,
+        input: str,
+        body: RunBody,
+        *,
+        options: dict[str, Any] | None = None,
+        sampler: Sampler | None = None,
+        limits: Limits | None = None,
+        control: str = "centralized",
+    ) -> str:
+        """Record a new run and start `body` in the background; returns the run id at once."""
+        if self._tg is None:
+            raise ConcertmasterError("the runtime is not started; use `async with Runtime(...)`")
+        run_id = new_id("run")
+        limits = limits or self.config.limits
+        ctx = RunContext(
+            run_id=run_id, config=self.config, audit=self.audit, budget=Budget(limits), providers=self.providers,
+            sampler=sampler, control=control, listeners=self._listeners.setdefault(run_id, []),
+        )
+        opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
+        await self.audit.write(Write(
+            [("insert into runs (id, pattern, control, status, input, options, started_at)"
+              " values (?, ?, ?, 'running', ?, ?, ?)",
+              (run_id, pattern, control, input, json.dumps(opts, default=str), now()))],
+            [Event("run_started", run_id, {"pattern": pattern, "control": control, "input": input,
+                                           "options": opts})],
+        ))
+        active = _Active(ctx)
+        self._active[run_id] = active
+        self._tg.start_soon(self._execute, active, body)
+        return run_id
+
+    async def _execute(self, active: _Active, body: RunBody) -> None:
+        ctx = active.ctx
+        outcome: Outcome
+        try:
+            with active.scope:
+                try:
+                    with anyio.fail_after(ctx.budget.limits.run_timeout_s):
+                        outcome = await body(ctx)
+                except GuardrailTripped as exc:
+                    outcome = Outcome(ctx.partial, "stopped", exc.limit, exc.message)
+                except TimeoutError:
+                    limit = ctx.budget.limits.run_timeout_s
+                    outcome = Outcome(ctx.partial, "stopped", "run_timeout_s",
+                                      f"the run took longer than run_timeout_s={limit:g} s")
+                except StepFailed as exc:
+                    outcome = Outcome(ctx.partial, "failed", "step_failed", exc.message)
+                except ConcertmasterError as exc:
+                    outcome = Outcome(ctx.partial, "failed", exc.code, exc.message)
+                except Exception as exc:  # a bug must fail the run, not the server
+                    log.exception("run %s crashed", ctx.run_id)
+                    outcome = Outcome(ctx.partial, "failed", "internal_error",
+                                      f"internal error ({type(exc).__name__}): {exc}")
+            if active.scope.cancelled_caught or (self._stopping and active.scope.cancel_called):
+                raise anyio.get_cancelled_exc_class()()
+            await self._finish(ctx, outcome.status, outcome.reason, outcome.output, outcome.error, outcome.data)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                if self._stopping:
+                    await self._finish(ctx, "interrupted", "server_shutdown", ctx.partial,
+                                       "the server stopped while the run was in progress")
+                else:
+                    await self._finish(ctx, "cancelled", "cancelled", ctx.partial, "cancelled by the user")
+            if self._stopping:
+                raise
+        finally:
+            active.done.set()
+            active.wake.set()
+            self._active.pop(ctx.run_id, None)
+
+    async def _finish(self, ctx: RunContext, status: str, reason: str, output: str, error: str | None,
+                      data: dict[str, Any] | None = None) -> None:
+        payload = {"status": status, "reason": reason, "output": output, "error": error,
+                   **({"data": data} if data else {})}
+        await ctx.record(
+            "run_finished", payload,
+            statements=[
+                ("update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?"
+                 " where id = ?", (status, reason, output, error, now(), ctx.run_id)),
+                # a step cut short by cancellation or shutdown must not stay 'running' forever
+                ("update steps set status = ?, ended_at = ? where run_id = ? and status = 'running'",
+                 ("cancelled" if status == "cancelled" else "interrupted", now(), ctx.run_id)),
+            ],
+        )
+        self._listeners.pop(ctx.run_id, None)
+
+    def _wake(self, run_id: str) -> None:
+        active = self._active.get(run_id)
+        if active is not None:
+            active.wake.set()
+
+    async def wait(self, run_id: str, seconds: float, *, wake_on_pending: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Wait up to `seconds` for the run to end, or for a pending request of a kind in `wake_on_pending`;
+        then return its row."""
+        run = self.get_run(run_id)
+        active = self._active.get(run_id)
+        if active is not None:
+            with anyio.move_on_after(max(seconds, 0)):
+                while not active.done.is_set():
+                    if wake_on_pending and any(
+                        r.kind in wake_on_pending for r in self.pending.open_for(run_id)
+                    ):
+                        break
+                    if active.wake.is_set():
+                        active.wake = anyio.Event()
+                    await active.wake.wait()
+            run = self.get_run(run_id)
+        return run
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a running run and return its row (already-ended runs are returned unchanged)."""
+        run = self.get_run(run_id)
+        active = self._active.get(run_id)
+        if active is None:
+            return run
+        active.scope.cancel()
+        with anyio.move_on_after(10):
+            await active.done.wait()
+        return self.get_run(run_id)
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    def subscribe(self, run_id: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener` for each new event of the run; returns the function that unsubscribes."""
+        listeners = self._listeners.get(run_id)
+        if listeners is None or run_id not in self._active:
+            return lambda: None
+        listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return unsubscribe
+
+    # -- reading -----------------------------------------------------------------------------------
+    @property
+    def reader(self) -> AuditReader:
+        if self._reader is None:
+            raise ConcertmasterError("the runtime is not started")
+        return self._reader
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row, or `RunNotFoundError`."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise InvalidInputError("run_id is empty; pass the run_id a run-starting tool returned")
+        run = self.reader.run(run_id.strip())
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return run

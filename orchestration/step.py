@@ -1,0 +1,233 @@
+"""One agent step: guard check, the model <-> tool loop, and its audit rows. Every pattern calls this."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from orchestration.audit.schema import now
+from orchestration.context import RunContext
+from orchestration.errors import ConcertmasterError, GuardrailTripped, ProviderError
+from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolResult, ToolSpec
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a tool returns to the step runner."""
+
+    content: str
+    """Text sent back to the model (or the step's output when `stop` is set)."""
+    is_error: bool = False
+    """True when the tool failed or was refused; the model is told."""
+    stop: bool = False
+    """End the step now with `content` as its output (a handoff ends the agent's turn this way)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Structured details for the pattern (e.g. the handoff target)."""
+
+
+@dataclass(frozen=True)
+class AgentTool:
+    """A tool offered to the model during a step."""
+
+    spec: ToolSpec
+    call: Callable[[dict[str, Any]], Awaitable[ToolOutcome]]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step produced."""
+
+    step_id: str
+    agent: str
+    output: str
+    model: str | None = None
+    stopped_by: ToolOutcome | None = None
+    """The tool outcome that ended the step early (a handoff), if any."""
+    replayed: bool = False
+    """True when the result came from the audit (a resumed run), not a new model call."""
+
+
+class StepFailed(ConcertmasterError):
+    """A step could not finish: the provider failed, it timed out, or a limit tripped inside it."""
+
+    code = "step_failed"
+
+    def __init__(self, agent: str, step_id: str, message: str, cause: Exception | None = None) -> None:
+        super().__init__(f"agent {agent!r} failed: {message}")
+        self.agent = agent
+        self.step_id = step_id
+        self.cause = cause
+
+
+def new_id(prefix: str) -> str:
+    """A short unique id such as `run_5f3a9c0d2b1e`."""
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+async def run_step(
+    ctx: RunContext,
+    agent_name: str,
+    prompt: str,
+    *,
+    key: str,
+    history: Sequence[Message] = (),
+    tools: Sequence[AgentTool] = (),
+    parent_step_id: str | None = None,
+) -> StepResult:
+    """Run `agent_name` on `prompt` (after `history`) as one audited step.
+
+    Raises `GuardrailTripped` before starting when a limit is reached, `StepFailed` when the step fails
+    (recorded as a failed step first), and lets cancellation through (recorded as a cancelled step).
+    """
+    agent = ctx.agent(agent_name)
+    full_key = ctx.key_prefix + key
+    if full_key in ctx.recorded:
+        row = ctx.recorded[full_key]
+        return StepResult(row["id"], agent_name, row["output"] or "", row["model"], replayed=True)
+    ctx.budget.check_step(ctx.depth)
+    ctx.budget.steps += 1
+    step_id = new_id("step")
+    started = now()
+    t0 = time.perf_counter()
+    try:
+        await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
+        provider = ctx.provider(agent_name)
+        "step_started",
+        tool_map = {t.spec.name: t for t in tools}
+        messages = [*history, Message("user", prompt)]
+        output, model, stopped_by, calls = "", None, None, 0
+        with anyio.fail_after(min(ctx.budget.limits.step_timeout_s, max(ctx.budget.remaining_seconds(), 0.001))):
+            while True:
+                ctx.budget.check_spend()
+                request = ModelRequest(
+                    system=agent.instructions, messages=tuple(messages), tools=tuple(t.spec for t in tools),
+                    max_tokens=agent.max_tokens, agent=agent_name, run_id=ctx.run_id,
+                )
+                call_started = time.perf_counter()
+                response = await provider.complete(request)
+                await _record_model_call(ctx, step_id, agent_name, response, time.perf_counter() - call_started)
+                model, output = response.model, response.text
+                if not response.tool_calls or not tool_map:
+                    break
+                results = []
+                for tc in response.tool_calls:
+                    calls += 1
+                    outcome = await _call_tool(ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls)
+                    if outcome.stop:
+                        stopped_by, output = outcome, outcome.content
+                        break
+                    results.append(ToolResult(tc.id, outcome.content, outcome.is_error))
+                if stopped_by is not None:
+                    break
+                messages += [
+                    Message("assistant", response.text, tool_calls=response.tool_calls),
+                    Message("user", tool_results=tuple(results)),
+                ]
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
+        raise
+    except TimeoutError as exc:
+        limit = ctx.budget.limits.step_timeout_s
+        message = f"timed out after {limit:g} s (step_timeout_s) or the run's time ran out"
+        await _finish(ctx, step_id, "failed", t0, error=message)
+        raise StepFailed(agent_name, step_id, message, exc) from None
+    except (ProviderError, GuardrailTripped, ConcertmasterError) as exc:
+        await _finish(ctx, step_id, "failed", t0, error=exc.message)
+        if isinstance(exc, GuardrailTripped):
+            raise
+        raise StepFailed(agent_name, step_id, exc.message, exc) from None
+    await _finish(ctx, step_id, "succeeded", t0, output=output)
+    if output:
+        ctx.partial = output
+    return StepResult(step_id, agent_name, output, model, stopped_by=stopped_by)
+
+
+async def _start(ctx: RunContext, step_id: str, agent: str, key: str, prompt: str, parent_step_id: str | None,
+                 started: str) -> None:
+    await ctx.record(
+        "step_started",
+        {"agent": agent, "key": key, "parent_step_id": parent_step_id, "input": prompt},
+        step_id=step_id,
+        statements=[(
+            "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at,"
+            " input_tokens, output_tokens) values (?, ?, ?, ?, ?, 'running', ?, ?, 0, 0)",
+            (step_id, ctx.run_id, parent_step_id, key, agent, prompt, started),
+        )],
+    )
+
+
+async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response: ModelResponse,
+                             latency: float) -> None:
+    ctx.budget.spend(response)
+    usage = response.usage
+    cost = response.cost_usd
+    await ctx.record(
+        "model_called",
+        {
+            "agent": agent, "provider": response.provider, "model": response.model,
+            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
+            "cost_usd": cost, "latency_ms": round(latency * 1000, 3), "stop_reason": response.stop_reason,
+            "tool_calls": [tc.name for tc in response.tool_calls],
+        },
+        step_id=step_id,
+        statements=[
+            (
+                "update steps set model = ?, provider = ?, input_tokens = input_tokens + ?,"
+                " output_tokens = output_tokens + ?,"
+                " cost_usd = case when ? is null then cost_usd else coalesce(cost_usd, 0) + ? end where id = ?",
+                (response.model, response.provider, usage.input_tokens or 0, usage.output_tokens or 0,
+                 cost, cost, step_id),
+            ),
+            (
+                "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                " cost_usd = case when ? is null then cost_usd else coalesce(cost_usd, 0) + ? end where id = ?",
+                (usage.input_tokens or 0, usage.output_tokens or 0, cost, cost, ctx.run_id),
+            ),
+        ],
+    )
+
+
+async def _call_tool(ctx: RunContext, step_id: str, agent: str, tools: dict[str, AgentTool], name: str,
+                     arguments: dict[str, Any], count: int) -> ToolOutcome:
+    limit = ctx.budget.limits.max_tool_calls
+    t0 = time.perf_counter()
+    if name not in tools:
+        outcome = ToolOutcome(f"unknown tool {name!r}; available: {', '.join(sorted(tools)) or 'none'}", True)
+    elif count > limit:
+        outcome = ToolOutcome(f"tool call limit reached (max_tool_calls={limit}); answer without tools", True)
+    else:
+        try:
+            outcome = await tools[name].call(arguments)
+        except ConcertmasterError as exc:
+            outcome = ToolOutcome(exc.message, is_error=True)
+    await ctx.record(
+        "tool_called",
+        {"agent": agent, "tool": name, "arguments": arguments, "is_error": outcome.is_error,
+         "result": outcome.content[:2000], "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+         **({"data": outcome.data} if outcome.data else {})},
+        step_id=step_id,
+    )
+    return outcome
+
+
+async def _finish(ctx: RunContext, step_id: str, status: str, t0: float, *, output: str | None = None,
+                  error: str | None = None) -> None:
+    latency = round((time.perf_counter() - t0) * 1000, 3)
+    kind = {"succeeded": "step_finished", "failed": "step_failed", "cancelled": "step_cancelled"}[status]
+    await ctx.record(
+        kind,
+        {"status": status, "latency_ms": latency, **({"output": output} if output is not None else {}),
+         **({"error": error} if error else {})},
+        step_id=step_id,
+        statements=[(
+            "update steps set status = ?, output = ?, error = ?, ended_at = ?, latency_ms = ? where id = ?",
+            (status, output, error, now(), latency, step_id),
+        )],
+    )
