@@ -1,0 +1,109 @@
+"""The MCP server: builds the app, owns the runtime for a connection's lifetime, turns errors into tool errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
+
+from orchestration.audit.log import AuditLog
+from orchestration.config import TeamConfig, describe_validation_error, load_config
+from orchestration.context import ProviderFactory
+from orchestration.errors import ConcertmasterError
+from orchestration.runtime import Runtime
+from policies.redaction import Redactor
+from server.settings import Settings
+
+INSTRUCTIONS = """\
+concertmaster runs a team of specialised agents for you and records every step in an SQLite audit trail.
+Start with list_agents to see the team. delegate_task gives one agent a task. A tool that starts a run waits
+up to wait_seconds and then returns the run id with its status; follow it with get_run(run_id, wait_seconds)
+until `done` is true. cancel_run stops a run. Every answer carries tokens, cost and latency."""
+
+
+@dataclass
+class AppState:
+    """What tools see of the server: the runtime and the settings."""
+
+    runtime: Runtime
+    settings: Settings
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn concertmaster's errors into MCP tool errors with their user-facing message (redacted)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except ConcertmasterError as exc:
+            raise ToolError(Redactor().text(f"{exc.message}")) from None
+
+    return wrapper
+
+
+def state(ctx: Context[Any, Any]) -> AppState:
+    """The server state of the connection a tool call came on."""
+    value = ctx.request_context.lifespan_context
+    assert isinstance(value, AppState), "concertmaster tools need the concertmaster lifespan"
+    return value
+
+
+class ConcertmasterServer(MCPServer[AppState]):
+    """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+                        ) -> CallToolResult | InputRequiredResult:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = set(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - known)
+            if unknown:
+                raise ToolError(
+                    f"unknown argument(s) {', '.join(map(repr, unknown))} for tool {name!r}; "
+                    f"valid arguments: {', '.join(sorted(known))}"
+                )
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(
+                    f"invalid arguments for {name!r}: {describe_validation_error(exc.__cause__)}"
+                ) from None
+            raise
+
+
+def build_server(settings: Settings, *, config: TeamConfig | None = None,
+                 providers: ProviderFactory | None = None) -> ConcertmasterServer:
+    """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
+    team = config or load_config(settings.config)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with Runtime(team, AuditLog(settings.db), providers=providers) as runtime:
+            yield AppState(runtime, settings)
+
+    server = ConcertmasterServer(
+        name="concertmaster",
+        title="concertmaster: a conductor for agent teams",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    from server import resources, tools
+
+    tools.register(server, team)
+    resources.register(server)
+    return server

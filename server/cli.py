@@ -1,0 +1,152 @@
+"""The `concertmaster` command: serve, demo, runs, show, audit verify, config check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from orchestration.audit.read import AuditReader, verify_chain
+from orchestration.config import DEFAULT_TEAM_FILE, load_config
+from orchestration.errors import ConcertmasterError
+from orchestration.providers import has_api_key
+from server.settings import Settings, db_path
+
+DEMO_TEAM = DEFAULT_TEAM_FILE.with_name("demo_team.toml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="audit database (default: $CONCERTMASTER_DB or %(default)s)",
+                        default=argparse.SUPPRESS)
+    common.add_argument("--config", help="team config file (default: $CONCERTMASTER_CONFIG or the built-in team)",
+                        default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(
+        prog="concertmaster",
+        description="An MCP server that lets your assistant conduct a team of agents, with an SQLite audit trail.",
+        epilog=f"audit database now: {db_path()}",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", parents=[common], help="run the MCP server (stdio by default)")
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP host (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default %(default)s)")
+    sub.add_parser("demo", parents=[common], help="an offline run on the scripted model, through the MCP server")
+    runs = sub.add_parser("runs", parents=[common], help="recent runs")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--status")
+    show = sub.add_parser("show", parents=[common], help="one run with its steps and events")
+    show.add_argument("run_id")
+    audit = sub.add_parser("audit", parents=[common], help="audit commands")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    audit_sub.add_parser("verify", parents=[common], help="check the hash chain of the audit log")
+    config = sub.add_parser("config", parents=[common], help="config commands")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    config_sub.add_parser("check", parents=[common], help="validate the config and show where things are")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings(db=db_path(getattr(args, "db", None)), config=getattr(args, "config", None))
+    try:
+        return _dispatch(args, settings)
+    except ConcertmasterError as exc:
+        print(f"concertmaster: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command = args.command or "serve"
+    if command == "serve":
+        return _serve(settings, http=getattr(args, "http", False), host=getattr(args, "host", "127.0.0.1"),
+                      port=getattr(args, "port", 8765))
+    if command == "demo":
+        from server.demo import run_demo
+
+        return anyio.run(run_demo, settings)
+    if command == "runs":
+        return _runs(settings, args.limit, args.status)
+    if command == "show":
+        return _show(settings, args.run_id)
+    if command == "audit":
+        return _verify(settings)
+    if command == "config":
+        return _config_check(settings)
+    raise AssertionError(command)
+
+
+def _serve(settings: Settings, *, http: bool, host: str, port: int) -> int:
+    from server.app import build_server
+
+    # stdout is the protocol channel on stdio: logs go to stderr only
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    server = build_server(settings)
+    if http:
+        print(f"concertmaster: serving streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run("stdio")
+    return 0
+
+
+def _runs(settings: Settings, limit: int, status: str | None) -> int:
+    with AuditReader(settings.db) as reader:
+        rows = reader.runs(limit=limit, status=status)
+    if not rows:
+        print(f"no runs yet in {settings.db}")
+        return 0
+    print(f"{'run id':<18} {'pattern':<11} {'status':<18} {'steps':>5} {'tokens':>8} {'cost $':>9}  task")
+    for r in rows:
+        cost = "-" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+        tokens = (r["input_tokens"] or 0) + (r["output_tokens"] or 0)
+        task = (r["input"] or "").replace("\n", " ")[:50]
+        print(f"{r['id']:<18} {r['pattern']:<11} {r['status']:<18} {r['steps']:>5} {tokens:>8} {cost:>9}  {task}")
+    return 0
+
+
+def _show(settings: Settings, run_id: str) -> int:
+    with AuditReader(settings.db) as reader:
+        run = reader.run(run_id)
+        if run is None:
+            raise ConcertmasterError(f"no run {run_id!r} in {settings.db}; `concertmaster runs` lists run ids")
+        steps = reader.steps(run_id)
+        events = reader.events(run_id)
+    print(json.dumps({"run": run, "steps": steps, "events": events}, indent=2, default=str))
+    return 0
+
+
+def _verify(settings: Settings) -> int:
+    report = verify_chain(settings.db)
+    if report.ok:
+        print(f"audit chain OK: {report.events} events, head {report.head_seq} {report.head_hash}")
+        print("(keep the head hash somewhere else to detect a rewrite of the whole file later)")
+        return 0
+    print(f"audit chain BROKEN in {settings.db}:", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _config_check(settings: Settings) -> int:
+    config = load_config(settings.config)
+    lines: list[Any] = [
+        f"config: {config.source}",
+        f"audit database: {settings.db}",
+        f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered)'}",
+        f"default anthropic model: {config.default_model}",
+        "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
+        "agents:",
+    ]
+    for name, agent in config.agents.items():
+        lines.append(f"  {name:<14} model={agent.model:<28} {agent.description[:60]}")
+    print("\n".join(str(line) for line in lines))
+    return 0

@@ -1,0 +1,105 @@
+"""Following a run from a tool call: bounded wait, progress and log notifications, sampling carried across."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp_types import InputRequiredResult
+
+from server.app import state
+from server.bridge import accept_answers, carry_pending, is_modern, state_run_id
+from server.schemas import PendingInfo, RunResult, run_result
+
+MAX_WAIT_SECONDS = 50.0
+PROGRESS_KINDS = {"step_started", "step_finished", "step_failed", "tool_called", "input_requested"}
+
+
+def wait_bounds(wait_seconds: float | None, default: float) -> float:
+    """The wait a tool applies: the caller's, or the server default."""
+    return default if wait_seconds is None else wait_seconds
+
+
+async def follow_run(ctx: Context[Any, Any], run_id: str, wait_seconds: float) -> RunResult | InputRequiredResult:
+    """Wait up to `wait_seconds` for the run to end (sending progress), then report it.
+
+    On a 2026-07-28 connection, a sampling request of the run ends the wait early and is returned as
+    `input_required`: the client answers it and retries this same call, which continues the wait.
+    """
+    app = state(ctx)
+    rt = app.runtime
+    send, receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](1000)
+
+    def listener(_run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        if kind in PROGRESS_KINDS:
+            try:
+                send.send_nowait((kind, payload))
+            except anyio.WouldBlock:
+                pass  # progress is best-effort; the audit has everything
+
+    async def forward() -> None:
+        done = 0
+        async for kind, payload in receive:
+            if kind == "step_finished":
+                done += 1
+            message = _progress_message(kind, payload)
+            await ctx.report_progress(done, None, message)
+            await ctx.info(f"[{run_id}] {message}")
+
+    unsubscribe = rt.subscribe(run_id, listener)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forward)
+            wake = ("sampling",) if is_modern(ctx) else ()
+            run = await rt.wait(run_id, wait_seconds, wake_on_pending=wake)
+            send.close()
+    finally:
+        unsubscribe()
+    carried = carry_pending(ctx, rt.pending, run_id)
+    if carried is not None:
+        return carried
+    return describe_run(ctx, run)
+
+
+def describe_run(ctx: Context[Any, Any], run: dict[str, Any]) -> RunResult:
+    """A run row as a tool answer, with its step count, pending requests and latency."""
+    rt = state(ctx).runtime
+    steps = rt.reader.query("select count(*) as n from steps where run_id = ?", (run["id"],))[0]["n"]
+    pending = [
+        PendingInfo(request_id=r["id"], kind=r["kind"], created_at=r["created_at"])
+        for r in rt.reader.pending(run_id=run["id"])
+    ]
+    started = _parse(run["started_at"])
+    ended = _parse(run["ended_at"]) if run["ended_at"] else datetime.now(UTC)
+    latency = round((ended - started).total_seconds() * 1000, 1) if started else None
+    return run_result(run, steps=steps, pending=pending, latency_ms=latency)
+
+
+async def resume_followed(ctx: Context[Any, Any]) -> str | None:
+    """If this call is a client's retry after `input_required`, deliver its answers and return the run id."""
+    run_id = state_run_id(ctx)
+    if run_id is None:
+        return None
+    await accept_answers(ctx, state(ctx).runtime.pending)
+    return run_id
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _progress_message(kind: str, payload: dict[str, Any]) -> str:
+    agent = payload.get("agent")
+    if kind == "step_started":
+        return f"{agent} started"
+    if kind == "step_finished":
+        return f"step finished in {payload.get('latency_ms', 0):.0f} ms"
+    if kind == "step_failed":
+        return f"step failed: {payload.get('error')}"
+    if kind == "tool_called":
+        return f"{agent} called {payload.get('tool')}"
+    return "waiting for the client's model" if payload.get("kind") == "sampling" else f"waiting: {payload.get('kind')}"

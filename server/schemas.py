@@ -1,0 +1,127 @@
+"""Tool results as pydantic models: they become the tools' output schemas."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TERMINAL_STATUSES = ("succeeded", "failed", "stopped", "cancelled", "interrupted")
+
+
+class UsageInfo(BaseModel):
+    """Tokens, cost and time of a run."""
+
+    input_tokens: int = Field(0, description="Input tokens of every model call of the run.")
+    output_tokens: int = Field(0, description="Output tokens of every model call of the run.")
+    cost_usd: float | None = Field(
+        None, description="Cost in USD from the price table; null when no priced model was called."
+    )
+    latency_ms: float | None = Field(None, description="Wall time of the run so far, in milliseconds.")
+
+
+class PendingInfo(BaseModel):
+    """Something the run is waiting for."""
+
+    request_id: str = Field(description="Id of the pending request.")
+    kind: str = Field(description="What is awaited: `sampling` (the client's model), `approval`, ...")
+    created_at: str = Field(description="When it was asked (UTC).")
+
+
+class RunResult(BaseModel):
+    """A run as the tools report it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(description="The run's id: pass it to get_run, cancel_run, or SQL over the audit.")
+    status: str = Field(
+        description="running, awaiting_input, awaiting_approval, succeeded, failed, stopped (a guardrail ended "
+        "it; output is partial), cancelled or interrupted."
+    )
+    pattern: str = Field(description="How the agents worked: delegate, sequential, concurrent, ...")
+    done: bool = Field(description="True once the run has ended, whatever its status.")
+    output: str | None = Field(None, description="The result (partial for stopped runs).")
+    error: str | None = Field(None, description="What went wrong, for failed, stopped and cancelled runs.")
+    stop_reason: str | None = Field(None, description="Why it ended: completed, a limit's name, cancelled...")
+    usage: UsageInfo = Field(description="Tokens, cost and latency.")
+    steps: int = Field(0, description="Agent steps so far.")
+    pending: list[PendingInfo] = Field(default_factory=list, description="What the run is waiting for.")
+    next: str | None = Field(None, description="What to do next, for runs still in progress.")
+
+
+class RunSummary(BaseModel):
+    """One line of list_runs."""
+
+    run_id: str
+    pattern: str
+    status: str
+    started_at: str
+    ended_at: str | None = None
+    agents: str | None = Field(None, description="Agents that took part, comma-separated.")
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    input: str = Field(description="First 200 characters of the task.")
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary] = Field(description="Newest first.")
+
+
+class AgentInfo(BaseModel):
+    name: str
+    description: str
+    model: str = Field(description="The configured model: anthropic:<id>, sampling, scripted or auto.")
+    runs_on: str = Field(description="What it would run on now for this client: anthropic, sampling, scripted "
+                         "or unavailable (with the reason).")
+    group: str | None = None
+    tools: list[str] = Field(default_factory=list)
+
+
+class AgentList(BaseModel):
+    agents: list[AgentInfo]
+    config: str = Field(description="Where the team comes from (a file path or the built-in default team).")
+
+
+def run_result(run: dict[str, Any], *, steps: int, pending: list[PendingInfo], latency_ms: float | None
+               ) -> RunResult:
+    """Shape an audit `runs` row for a tool answer."""
+    status = run["status"]
+    done = status in TERMINAL_STATUSES
+    hint = None
+    if not done:
+        hint = (
+            f"The run continues in the background. Call get_run(run_id='{run['id']}', wait_seconds=20) to "
+            "follow it, or cancel_run to stop it."
+        )
+        if any(p.kind == "sampling" for p in pending):
+            hint += " It needs the client's model: the next get_run call carries that request."
+    return RunResult(
+        run_id=run["id"],
+        status=status,
+        pattern=run["pattern"],
+        done=done,
+        output=run["output"],
+        error=run["error"],
+        stop_reason=run["stop_reason"],
+        usage=UsageInfo(
+            input_tokens=run["input_tokens"] or 0,
+            output_tokens=run["output_tokens"] or 0,
+            cost_usd=run["cost_usd"],
+            latency_ms=latency_ms,
+        ),
+        steps=steps,
+        pending=pending,
+        next=hint,
+    )
+
+
+def options_of(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's recorded options (JSON in the `options` column)."""
+    try:
+        value = json.loads(run.get("options") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

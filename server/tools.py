@@ -1,0 +1,143 @@
+"""The MCP tools. Each validates its input, calls the core, and shapes the answer: no orchestration here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult, ToolAnnotations
+from pydantic import Field
+
+from orchestration.config import TeamConfig
+from orchestration.context import RunContext
+from orchestration.errors import InvalidInputError, ModelUnavailableError, UnknownAgentError
+from orchestration.guard import Budget
+from orchestration.patterns.delegate import delegate
+from server.app import state, tool_errors
+from server.bridge import client_offers_sampling, sampler_for
+from server.follow import MAX_WAIT_SECONDS, describe_run, follow_run, resume_followed
+from server.schemas import AgentInfo, AgentList, RunList, RunResult, RunSummary
+
+MAX_TASK_CHARS = 100_000
+
+AgentName = Annotated[str, Field(min_length=1, max_length=64, description="An agent's name (see list_agents).")]
+Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS,
+                            description="What the agent should do, in plain language.")]
+Context_ = Annotated[str | None, Field(max_length=MAX_TASK_CHARS,
+                                       description="Background the agent needs (documents, constraints).")]
+WaitSeconds = Annotated[float | None, Field(
+    ge=0, le=MAX_WAIT_SECONDS,
+    description="Seconds to wait for the run to finish before returning its id and status (default 20; "
+    "the run goes on in the background either way).",
+)]
+RunId = Annotated[str, Field(min_length=1, max_length=64, description="A run id returned by a run-starting tool.")]
+
+RUN_STARTER = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
+READER = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+
+def _check_task(task: str) -> str:
+    if not task.strip():
+        raise InvalidInputError("task is blank; describe what the agent should do")
+    return task
+
+
+def register(server: MCPServer[Any], team: TeamConfig) -> None:
+    """Add concertmaster's tools to `server`."""
+
+    @server.tool(title="List the agents", annotations=READER)
+    @tool_errors
+    async def list_agents(ctx: Context[Any, Any]) -> AgentList:
+        """The team: each agent's name, what it is for, and which model it would run on now."""
+        app = state(ctx)
+        rt = app.runtime
+        sampler = sampler_for(ctx, rt.pending, 1.0)
+        probe = RunContext(run_id="probe", config=rt.config, audit=rt.audit, budget=Budget(rt.config.limits),
+                           providers=rt.providers, sampler=sampler)
+        agents = []
+        for name, agent in rt.config.agents.items():
+            try:
+                runs_on = probe.provider(name).name
+            except ModelUnavailableError as exc:
+                runs_on = f"unavailable: {exc.message}"
+            agents.append(AgentInfo(name=name, description=agent.description, model=agent.model,
+                                    runs_on=runs_on, group=agent.group, tools=agent.tools))
+        return AgentList(agents=agents, config=rt.config.source)
+
+    @server.tool(title="Delegate a task to an agent", annotations=RUN_STARTER)
+    @tool_errors
+    async def delegate_task(
+        ctx: Context[Any, Any],
+        agent: AgentName,
+        task: Task,
+        context: Context_ = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """Give one agent a task. Returns when the run ends or after wait_seconds (then follow with get_run),
+        with the run id, status, output, error and usage (tokens, cost, latency)."""
+        app = state(ctx)
+        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
+        followed = await resume_followed(ctx)
+        if followed is not None:
+            return await follow_run(ctx, followed, wait)
+        rt = app.runtime
+        if agent not in rt.config.agents:
+            raise UnknownAgentError(agent, rt.config.agents)
+        _check_task(task)
+        run_id = await rt.start_run(
+            "delegate", task, delegate(agent, task, context),
+            options={"agent": agent, "context": context},
+            sampler=sampler_for(ctx, rt.pending, rt.config.limits.step_timeout_s),
+        )
+        return await follow_run(ctx, run_id, wait)
+
+    @server.tool(title="Follow a run", annotations=READER)
+    @tool_errors
+    async def get_run(ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+                      ) -> RunResult | InputRequiredResult:
+        """A run's status, output, error and usage. With wait_seconds > 0, waits that long for it to finish
+        first. On clients of the 2026-07-28 protocol this call also carries the run's requests for the client's
+        model."""
+        followed = await resume_followed(ctx)
+        rt = state(ctx).runtime
+        run = rt.get_run(followed or run_id)
+        wait = 0.0 if wait_seconds is None else wait_seconds
+        if rt.is_active(run["id"]):
+            return await follow_run(ctx, run["id"], wait)
+        return describe_run(ctx, run)
+
+    @server.tool(title="List recent runs", annotations=READER)
+    @tool_errors
+    async def list_runs(
+        ctx: Context[Any, Any],
+        limit: Annotated[int, Field(ge=1, le=200, description="How many runs, newest first.")] = 20,
+        status: Annotated[
+            Literal["running", "awaiting_input", "awaiting_approval", "succeeded", "failed", "stopped",
+                    "cancelled", "interrupted"] | None,
+            Field(description="Only runs with this status."),
+        ] = None,
+        pattern: Annotated[str | None, Field(max_length=32, description="Only runs of this pattern.")] = None,
+    ) -> RunList:
+        """Recent runs with their status, agents, tokens and cost."""
+        rows = state(ctx).runtime.reader.runs(limit=limit, status=status, pattern=pattern)
+        return RunList(runs=[
+            RunSummary(run_id=r["id"], pattern=r["pattern"], status=r["status"], started_at=r["started_at"],
+                       ended_at=r["ended_at"], agents=r["agents"], steps=r["steps"],
+                       input_tokens=r["input_tokens"] or 0, output_tokens=r["output_tokens"] or 0,
+                       cost_usd=r["cost_usd"], input=r["input"] or "")
+            for r in rows
+        ])
+
+    @server.tool(
+        title="Cancel a run",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
+                                    openWorldHint=False),
+    )
+    @tool_errors
+    async def cancel_run(ctx: Context[Any, Any], run_id: RunId) -> RunResult:
+        """Stop a run that is still in progress. The steps it finished stay in the audit."""
+        rt = state(ctx).runtime
+        run = await rt.cancel(run_id)
+        return describe_run(ctx, run)
+
+    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run, client_offers_sampling)
