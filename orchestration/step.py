@@ -155,11 +155,19 @@ async def _start(ctx: RunContext, step_id: str, agent: str, key: str, prompt: st
         {"agent": agent, "key": key, "parent_step_id": parent_step_id, "input": prompt},
         step_id=step_id,
         statements=[(
-            "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at,"
-            " input_tokens, output_tokens) values (?, ?, ?, ?, ?, 'running', ?, ?, 0, 0)",
+            "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at)"
+            " values (?, ?, ?, ?, ?, 'running', ?, ?)",
             (step_id, ctx.run_id, parent_step_id, key, agent, prompt, started),
         )],
     )
+
+
+# Unknown tokens or cost (None) leave the total as it is: a total is NULL until something was reported.
+_ADD_USAGE = (
+    "input_tokens = case when ? is null then input_tokens else coalesce(input_tokens, 0) + ? end,"
+    " output_tokens = case when ? is null then output_tokens else coalesce(output_tokens, 0) + ? end,"
+    " cost_usd = case when ? is null then cost_usd else coalesce(cost_usd, 0) + ? end"
+)
 
 
 async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response: ModelResponse,
@@ -167,6 +175,7 @@ async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response
     ctx.budget.spend(response)
     usage = response.usage
     cost = response.cost_usd
+    usage_params = (usage.input_tokens, usage.input_tokens, usage.output_tokens, usage.output_tokens, cost, cost)
     await ctx.record(
         "model_called",
         {
@@ -179,16 +188,12 @@ async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response
         step_id=step_id,
         statements=[
             (
-                "update steps set model = ?, provider = ?, input_tokens = input_tokens + ?,"
-                " output_tokens = output_tokens + ?,"
-                " cost_usd = case when ? is null then cost_usd else coalesce(cost_usd, 0) + ? end where id = ?",
-                (response.model, response.provider, usage.input_tokens or 0, usage.output_tokens or 0,
-                 cost, cost, step_id),
+                "update steps set model = ?, provider = ?, " + _ADD_USAGE + " where id = ?",
+                (response.model, response.provider, *usage_params, step_id),
             ),
             (
-                "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                " cost_usd = case when ? is null then cost_usd else coalesce(cost_usd, 0) + ? end where id = ?",
-                (usage.input_tokens or 0, usage.output_tokens or 0, cost, cost, ctx.run_id),
+                "update runs set " + _ADD_USAGE + " where id = ?",
+                (*usage_params, ctx.run_id),
             ),
         ],
     )

@@ -13,8 +13,12 @@ TERMINAL_STATUSES = ("succeeded", "failed", "stopped", "cancelled", "interrupted
 class UsageInfo(BaseModel):
     """Tokens, cost and time of a run."""
 
-    input_tokens: int = Field(0, description="Input tokens of every model call of the run.")
-    output_tokens: int = Field(0, description="Output tokens of every model call of the run.")
+    input_tokens: int | None = Field(
+        None, description="Input tokens of the run's model calls; null when no provider reported any."
+    )
+    output_tokens: int | None = Field(
+        None, description="Output tokens of the run's model calls; null when no provider reported any."
+    )
     cost_usd: float | None = Field(
         None, description="Cost in USD from the price table; null when no priced model was called."
     )
@@ -60,8 +64,8 @@ class RunSummary(BaseModel):
     ended_at: str | None = None
     agents: str | None = Field(None, description="Agents that took part, comma-separated.")
     steps: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
     cost_usd: float | None = None
     input: str = Field(description="First 200 characters of the task.")
 
@@ -107,8 +111,8 @@ def run_result(run: dict[str, Any], *, steps: int, pending: list[PendingInfo], l
         error=run["error"],
         stop_reason=run["stop_reason"],
         usage=UsageInfo(
-            input_tokens=run["input_tokens"] or 0,
-            output_tokens=run["output_tokens"] or 0,
+            input_tokens=run["input_tokens"],
+            output_tokens=run["output_tokens"],
             cost_usd=run["cost_usd"],
             latency_ms=latency_ms,
         ),

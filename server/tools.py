@@ -123,7 +123,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         return RunList(runs=[
             RunSummary(run_id=r["id"], pattern=r["pattern"], status=r["status"], started_at=r["started_at"],
                        ended_at=r["ended_at"], agents=r["agents"], steps=r["steps"],
-                       input_tokens=r["input_tokens"] or 0, output_tokens=r["output_tokens"] or 0,
+                       input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
                        cost_usd=r["cost_usd"], input=r["input"] or "")
             for r in rows
         ])

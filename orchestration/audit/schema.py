@@ -36,7 +36,7 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null={"pattern", "status", "input", "started_at"},
-        defaults={"control": "centralized", "input_tokens": 0, "output_tokens": 0},
+        defaults={"control": "centralized"},
     )
     db["steps"].create(
         {
