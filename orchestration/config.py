@@ -56,13 +56,17 @@ class AgentConfig(BaseModel):
     model: str = Field("auto", description=f"Which model runs the agent: {MODEL_FORMS}.")
     tools: list[str] = Field(default_factory=list, description="Tools the agent may use (globs).")
     group: str | None = Field(None, description="Group, for federated runs: context is isolated per group.")
-    policy: str | None = Field(None, description="Policy preset or file overriding the team's for this agent.")
+    policy: str | None = Field(
+        None, description="Policy preset or file overriding the team's for this agent."
+    )
     routes: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Agents (or `group:NAME`) this agent may hand off or delegate to; `*` is anyone.",
     )
     max_tokens: int = Field(2048, ge=1, le=128_000, description="Longest reply of one model call, in tokens.")
-    scripted: ScriptedSettings | None = Field(None, description="Replies and latency when `model = 'scripted'`.")
+    scripted: ScriptedSettings | None = Field(
+        None, description="Replies and latency when `model = 'scripted'`."
+    )
 
     @field_validator("model")
     @classmethod
@@ -111,7 +115,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {source} does not exist; fix --config / CONCERTMASTER_CONFIG") from None
+        raise ConfigError(
+            f"config file {source} does not exist; fix --config / CONCERTMASTER_CONFIG"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
     except OSError as exc:

@@ -93,7 +93,12 @@ class RunContext:
         from orchestration.step import run_step
 
         return await run_step(
-            self, agent, prompt, key=key, history=history, tools=tools,
+            self,
+            agent,
+            prompt,
+            key=key,
+            history=history,
+            tools=tools,
             parent_step_id=parent_step_id or self.parent_step_id,
         )
 
@@ -104,8 +109,14 @@ class RunContext:
         )
 
     # -- audit -------------------------------------------------------------------------------------
-    async def record(self, kind: str, payload: dict[str, Any], *, step_id: str | None = None,
-                     statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> int:
+    async def record(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        statements: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> int:
         """Append an event of this run (with the summary updates it justifies) and tell listeners."""
         seq = (await self.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)])))[0]
         for listener in self.listeners:

@@ -51,7 +51,8 @@ class PendingRequests:
     def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
         """Unanswered requests, oldest first, optionally of one run and kind."""
         return [
-            r for r in self._open.values()
+            r
+            for r in self._open.values()
             if (run_id is None or r.run_id == run_id) and (kind is None or r.kind == kind)
         ]
 
@@ -75,7 +76,7 @@ class PendingRequests:
         payload: dict[str, Any],
         *,
         step_id: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - recorded as the request's expiry
         park_as: str = "awaiting_input",
     ) -> tuple[Any, str]:
         """Open a request, park the run as `park_as`, wait for the answer: `(response, channel)`.
@@ -84,16 +85,26 @@ class PendingRequests:
         """
         expires = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat() if timeout else None
         request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
-        await self.audit.write(Write(
-            [
-                ("insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"
-                 " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                 (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires)),
-                ("update runs set status = ? where id = ? and status = 'running'", (park_as, run_id)),
-            ],
-            [Event("input_requested", run_id, {"request_id": request.id, "kind": kind, "expires_at": expires},
-                   step_id)],
-        ))
+        await self.audit.write(
+            Write(
+                [
+                    (
+                        "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"
+                        " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                        (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires),
+                    ),
+                    ("update runs set status = ? where id = ? and status = 'running'", (park_as, run_id)),
+                ],
+                [
+                    Event(
+                        "input_requested",
+                        run_id,
+                        {"request_id": request.id, "kind": kind, "expires_at": expires},
+                        step_id,
+                    )
+                ],
+            )
+        )
         self._open[request.id] = request
         self._signal(run_id)
         try:
@@ -106,8 +117,9 @@ class PendingRequests:
             raise
         return request.response, request.channel or "unknown"
 
-    async def resolve(self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
-                      ) -> PendingRequest:
+    async def resolve(
+        self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
+    ) -> PendingRequest:
         """Answer a request, exactly once. A second answer, or one for an unknown id, is refused."""
         request = self._open.get(request_id)
         if request is None:
@@ -119,23 +131,50 @@ class PendingRequests:
         request.done.set()
         return request
 
-    async def _close(self, request: PendingRequest, status: str, response: Any, channel: str | None,
-                     decided_by: str | None) -> None:
+    async def _close(
+        self, request: PendingRequest, status: str, response: Any, channel: str | None, decided_by: str | None
+    ) -> None:
         if self._open.pop(request.id, None) is None:
             return
         kind = {"resolved": "input_received", "expired": "input_expired"}.get(status, "input_cancelled")
         statements: list[tuple[str, tuple[Any, ...]]] = [
-            ("update pending_requests set status = ?, response = ?, channel = ?, decided_by = ?,"
-             " resolved_at = ? where id = ?",
-             (status, json.dumps(response, default=str) if response is not None else None, channel,
-              decided_by, now(), request.id)),
+            (
+                "update pending_requests set status = ?, response = ?, channel = ?, decided_by = ?,"
+                " resolved_at = ? where id = ?",
+                (
+                    status,
+                    json.dumps(response, default=str) if response is not None else None,
+                    channel,
+                    decided_by,
+                    now(),
+                    request.id,
+                ),
+            ),
         ]
         if not self.open_for(request.run_id):  # the run is unparked only when nothing else is awaited
-            statements.append(("update runs set status = 'running' where id = ? and status in"
-                               " ('awaiting_input', 'awaiting_approval')", (request.run_id,)))
-        await self.audit.write(Write(
-            statements,
-            [Event(kind, request.run_id, {"request_id": request.id, "kind": request.kind, "channel": channel,
-                                          "status": status}, request.step_id)],
-        ))
+            statements.append(
+                (
+                    "update runs set status = 'running' where id = ? and status in"
+                    " ('awaiting_input', 'awaiting_approval')",
+                    (request.run_id,),
+                )
+            )
+        await self.audit.write(
+            Write(
+                statements,
+                [
+                    Event(
+                        kind,
+                        request.run_id,
+                        {
+                            "request_id": request.id,
+                            "kind": request.kind,
+                            "channel": channel,
+                            "status": status,
+                        },
+                        request.step_id,
+                    )
+                ],
+            )
+        )
         self._signal(request.run_id)

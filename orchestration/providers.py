@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 NO_MODEL_HELP = (
     "set ANTHROPIC_API_KEY in the server's environment (e.g. the `env` block of your client's MCP config), "
-    "use a client that offers MCP sampling, or set `model = \"scripted\"` for an offline test"
+    'use a client that offers MCP sampling, or set `model = "scripted"` for an offline test'
 )
 
 
@@ -37,7 +37,9 @@ def scripted_from_config(agent: AgentConfig) -> ScriptedModel:
     if settings is None:
         return ScriptedModel()
     replies = [
-        r if isinstance(r, str) else Reply(r.text, tuple((c["name"], c.get("arguments", {})) for c in r.tool_calls))
+        r
+        if isinstance(r, str)
+        else Reply(r.text, tuple((c["name"], c.get("arguments", {})) for c in r.tool_calls))
         for r in settings.replies
     ]
     return ScriptedModel(

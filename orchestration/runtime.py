@@ -53,7 +53,9 @@ class _Active:
 class Runtime:
     """The orchestration core as one object: use `async with Runtime(config, audit) as rt:`."""
 
-    def __init__(self, config: TeamConfig, audit: AuditLog, *, providers: ProviderFactory | None = None) -> None:
+    def __init__(
+        self, config: TeamConfig, audit: AuditLog, *, providers: ProviderFactory | None = None
+    ) -> None:
         self.config = config
         self.audit = audit
         self.providers: ProviderFactory = providers or DefaultProviders()
@@ -85,15 +87,26 @@ class Runtime:
     async def _mark_interrupted(self, reason: str) -> None:
         """Runs left in progress by a previous process can't continue here: say so in the audit."""
         assert self._reader is not None
-        stale = self._reader.query("select id from runs where status in ('running', 'queued', 'awaiting_input')")
+        stale = self._reader.query(
+            "select id from runs where status in ('running', 'queued', 'awaiting_input')"
+        )
         for row in stale:
-            await self.audit.write(Write(
-                [("update runs set status = 'interrupted', stop_reason = 'server_restart', error = ?,"
-                  " ended_at = ? where id = ?", (reason, now(), row["id"])),
-                 ("update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
-                  (now(), row["id"]))],
-                [Event("run_interrupted", row["id"], {"reason": reason})],
-            ))
+            await self.audit.write(
+                Write(
+                    [
+                        (
+                            "update runs set status = 'interrupted', stop_reason = 'server_restart', error = ?,"
+                            " ended_at = ? where id = ?",
+                            (reason, now(), row["id"]),
+                        ),
+                        (
+                            "update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
+                            (now(), row["id"]),
+                        ),
+                    ],
+                    [Event("run_interrupted", row["id"], {"reason": reason})],
+                )
+            )
 
     # -- runs --------------------------------------------------------------------------------------
     async def start_run(
@@ -113,17 +126,34 @@ class Runtime:
         run_id = new_id("run")
         limits = limits or self.config.limits
         ctx = RunContext(
-            run_id=run_id, config=self.config, audit=self.audit, budget=Budget(limits), providers=self.providers,
-            sampler=sampler, control=control, listeners=self._listeners.setdefault(run_id, []),
+            run_id=run_id,
+            config=self.config,
+            audit=self.audit,
+            budget=Budget(limits),
+            providers=self.providers,
+            sampler=sampler,
+            control=control,
+            listeners=self._listeners.setdefault(run_id, []),
         )
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
-        await self.audit.write(Write(
-            [("insert into runs (id, pattern, control, status, input, options, started_at)"
-              " values (?, ?, ?, 'running', ?, ?, ?)",
-              (run_id, pattern, control, input, json.dumps(opts, default=str), now()))],
-            [Event("run_started", run_id, {"pattern": pattern, "control": control, "input": input,
-                                           "options": opts})],
-        ))
+        await self.audit.write(
+            Write(
+                [
+                    (
+                        "insert into runs (id, pattern, control, status, input, options, started_at)"
+                        " values (?, ?, ?, 'running', ?, ?, ?)",
+                        (run_id, pattern, control, input, json.dumps(opts, default=str), now()),
+                    )
+                ],
+                [
+                    Event(
+                        "run_started",
+                        run_id,
+                        {"pattern": pattern, "control": control, "input": input, "options": opts},
+                    )
+                ],
+            )
+        )
         active = _Active(ctx)
         self._active[run_id] = active
         self._tg.start_soon(self._execute, active, body)
@@ -141,24 +171,39 @@ class Runtime:
                     outcome = Outcome(ctx.partial, "stopped", exc.limit, exc.message)
                 except TimeoutError:
                     limit = ctx.budget.limits.run_timeout_s
-                    outcome = Outcome(ctx.partial, "stopped", "run_timeout_s",
-                                      f"the run took longer than run_timeout_s={limit:g} s")
+                    outcome = Outcome(
+                        ctx.partial,
+                        "stopped",
+                        "run_timeout_s",
+                        f"the run took longer than run_timeout_s={limit:g} s",
+                    )
                 except StepFailed as exc:
                     outcome = Outcome(ctx.partial, "failed", "step_failed", exc.message)
                 except ConcertmasterError as exc:
                     outcome = Outcome(ctx.partial, "failed", exc.code, exc.message)
                 except Exception as exc:  # a bug must fail the run, not the server
                     log.exception("run %s crashed", ctx.run_id)
-                    outcome = Outcome(ctx.partial, "failed", "internal_error",
-                                      f"internal error ({type(exc).__name__}): {exc}")
+                    outcome = Outcome(
+                        ctx.partial,
+                        "failed",
+                        "internal_error",
+                        f"internal error ({type(exc).__name__}): {exc}",
+                    )
             if active.scope.cancelled_caught or (self._stopping and active.scope.cancel_called):
                 raise anyio.get_cancelled_exc_class()()
-            await self._finish(ctx, outcome.status, outcome.reason, outcome.output, outcome.error, outcome.data)
+            await self._finish(
+                ctx, outcome.status, outcome.reason, outcome.output, outcome.error, outcome.data
+            )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 if self._stopping:
-                    await self._finish(ctx, "interrupted", "server_shutdown", ctx.partial,
-                                       "the server stopped while the run was in progress")
+                    await self._finish(
+                        ctx,
+                        "interrupted",
+                        "server_shutdown",
+                        ctx.partial,
+                        "the server stopped while the run was in progress",
+                    )
                 else:
                     await self._finish(ctx, "cancelled", "cancelled", ctx.partial, "cancelled by the user")
             if self._stopping:
@@ -168,18 +213,36 @@ class Runtime:
             active.wake.set()
             self._active.pop(ctx.run_id, None)
 
-    async def _finish(self, ctx: RunContext, status: str, reason: str, output: str, error: str | None,
-                      data: dict[str, Any] | None = None) -> None:
-        payload = {"status": status, "reason": reason, "output": output, "error": error,
-                   **({"data": data} if data else {})}
+    async def _finish(
+        self,
+        ctx: RunContext,
+        status: str,
+        reason: str,
+        output: str,
+        error: str | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        payload = {
+            "status": status,
+            "reason": reason,
+            "output": output,
+            "error": error,
+            **({"data": data} if data else {}),
+        }
         await ctx.record(
-            "run_finished", payload,
+            "run_finished",
+            payload,
             statements=[
-                ("update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?"
-                 " where id = ?", (status, reason, output, error, now(), ctx.run_id)),
+                (
+                    "update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?"
+                    " where id = ?",
+                    (status, reason, output, error, now(), ctx.run_id),
+                ),
                 # a step cut short by cancellation or shutdown must not stay 'running' forever
-                ("update steps set status = ?, ended_at = ? where run_id = ? and status = 'running'",
-                 ("cancelled" if status == "cancelled" else "interrupted", now(), ctx.run_id)),
+                (
+                    "update steps set status = ?, ended_at = ? where run_id = ? and status = 'running'",
+                    ("cancelled" if status == "cancelled" else "interrupted", now(), ctx.run_id),
+                ),
             ],
         )
         self._listeners.pop(ctx.run_id, None)
@@ -189,7 +252,9 @@ class Runtime:
         if active is not None:
             active.wake.set()
 
-    async def wait(self, run_id: str, seconds: float, *, wake_on_pending: tuple[str, ...] = ()) -> dict[str, Any]:
+    async def wait(
+        self, run_id: str, seconds: float, *, wake_on_pending: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """Wait up to `seconds` for the run to end, or for a pending request of a kind in `wake_on_pending`;
         then return its row."""
         run = self.get_run(run_id)

@@ -94,30 +94,38 @@ async def run_step(
     step_id = new_id("step")
     started = now()
     t0 = time.perf_counter()
+    remaining = max(ctx.budget.remaining_seconds(), 0.001)
     try:
         await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
         provider = ctx.provider(agent_name)
-        "step_started",
         tool_map = {t.spec.name: t for t in tools}
         messages = [*history, Message("user", prompt)]
         output, model, stopped_by, calls = "", None, None, 0
-        with anyio.fail_after(min(ctx.budget.limits.step_timeout_s, max(ctx.budget.remaining_seconds(), 0.001))):
+        with anyio.fail_after(min(ctx.budget.limits.step_timeout_s, remaining)):
             while True:
                 ctx.budget.check_spend()
                 request = ModelRequest(
-                    system=agent.instructions, messages=tuple(messages), tools=tuple(t.spec for t in tools),
-                    max_tokens=agent.max_tokens, agent=agent_name, run_id=ctx.run_id,
+                    system=agent.instructions,
+                    messages=tuple(messages),
+                    tools=tuple(t.spec for t in tools),
+                    max_tokens=agent.max_tokens,
+                    agent=agent_name,
+                    run_id=ctx.run_id,
                 )
                 call_started = time.perf_counter()
                 response = await provider.complete(request)
-                await _record_model_call(ctx, step_id, agent_name, response, time.perf_counter() - call_started)
+                await _record_model_call(
+                    ctx, step_id, agent_name, response, time.perf_counter() - call_started
+                )
                 model, output = response.model, response.text
                 if not response.tool_calls or not tool_map:
                     break
                 results = []
                 for tc in response.tool_calls:
                     calls += 1
-                    outcome = await _call_tool(ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls)
+                    outcome = await _call_tool(
+                        ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls
+                    )
                     if outcome.stop:
                         stopped_by, output = outcome, outcome.content
                         break
@@ -133,8 +141,12 @@ async def run_step(
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
         raise
     except TimeoutError as exc:
-        limit = ctx.budget.limits.step_timeout_s
-        message = f"timed out after {limit:g} s (step_timeout_s) or the run's time ran out"
+        limits = ctx.budget.limits
+        if remaining < limits.step_timeout_s:  # the run's clock ran out, not the step's
+            message = f"the run took longer than run_timeout_s={limits.run_timeout_s:g} s"
+            await _finish(ctx, step_id, "failed", t0, error=message)
+            raise GuardrailTripped("run_timeout_s", message) from None
+        message = f"timed out after {limits.step_timeout_s:g} s (step_timeout_s)"
         await _finish(ctx, step_id, "failed", t0, error=message)
         raise StepFailed(agent_name, step_id, message, exc) from None
     except (ProviderError, GuardrailTripped, ConcertmasterError) as exc:
@@ -148,17 +160,20 @@ async def run_step(
     return StepResult(step_id, agent_name, output, model, stopped_by=stopped_by)
 
 
-async def _start(ctx: RunContext, step_id: str, agent: str, key: str, prompt: str, parent_step_id: str | None,
-                 started: str) -> None:
+async def _start(
+    ctx: RunContext, step_id: str, agent: str, key: str, prompt: str, parent_step_id: str | None, started: str
+) -> None:
     await ctx.record(
         "step_started",
         {"agent": agent, "key": key, "parent_step_id": parent_step_id, "input": prompt},
         step_id=step_id,
-        statements=[(
-            "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at)"
-            " values (?, ?, ?, ?, ?, 'running', ?, ?)",
-            (step_id, ctx.run_id, parent_step_id, key, agent, prompt, started),
-        )],
+        statements=[
+            (
+                "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at)"
+                " values (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (step_id, ctx.run_id, parent_step_id, key, agent, prompt, started),
+            )
+        ],
     )
 
 
@@ -170,19 +185,33 @@ _ADD_USAGE = (
 )
 
 
-async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response: ModelResponse,
-                             latency: float) -> None:
+async def _record_model_call(
+    ctx: RunContext, step_id: str, agent: str, response: ModelResponse, latency: float
+) -> None:
     ctx.budget.spend(response)
     usage = response.usage
     cost = response.cost_usd
-    usage_params = (usage.input_tokens, usage.input_tokens, usage.output_tokens, usage.output_tokens, cost, cost)
+    usage_params = (
+        usage.input_tokens,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.output_tokens,
+        cost,
+        cost,
+    )
     await ctx.record(
         "model_called",
         {
-            "agent": agent, "provider": response.provider, "model": response.model,
-            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
-            "cost_usd": cost, "latency_ms": round(latency * 1000, 3), "stop_reason": response.stop_reason,
+            "agent": agent,
+            "provider": response.provider,
+            "model": response.model,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "cost_usd": cost,
+            "latency_ms": round(latency * 1000, 3),
+            "stop_reason": response.stop_reason,
             "tool_calls": [tc.name for tc in response.tool_calls],
         },
         step_id=step_id,
@@ -199,8 +228,15 @@ async def _record_model_call(ctx: RunContext, step_id: str, agent: str, response
     )
 
 
-async def _call_tool(ctx: RunContext, step_id: str, agent: str, tools: dict[str, AgentTool], name: str,
-                     arguments: dict[str, Any], count: int) -> ToolOutcome:
+async def _call_tool(
+    ctx: RunContext,
+    step_id: str,
+    agent: str,
+    tools: dict[str, AgentTool],
+    name: str,
+    arguments: dict[str, Any],
+    count: int,
+) -> ToolOutcome:
     limit = ctx.budget.limits.max_tool_calls
     t0 = time.perf_counter()
     if name not in tools:
@@ -214,25 +250,44 @@ async def _call_tool(ctx: RunContext, step_id: str, agent: str, tools: dict[str,
             outcome = ToolOutcome(exc.message, is_error=True)
     await ctx.record(
         "tool_called",
-        {"agent": agent, "tool": name, "arguments": arguments, "is_error": outcome.is_error,
-         "result": outcome.content[:2000], "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-         **({"data": outcome.data} if outcome.data else {})},
+        {
+            "agent": agent,
+            "tool": name,
+            "arguments": arguments,
+            "is_error": outcome.is_error,
+            "result": outcome.content[:2000],
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            **({"data": outcome.data} if outcome.data else {}),
+        },
         step_id=step_id,
     )
     return outcome
 
 
-async def _finish(ctx: RunContext, step_id: str, status: str, t0: float, *, output: str | None = None,
-                  error: str | None = None) -> None:
+async def _finish(
+    ctx: RunContext,
+    step_id: str,
+    status: str,
+    t0: float,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+) -> None:
     latency = round((time.perf_counter() - t0) * 1000, 3)
     kind = {"succeeded": "step_finished", "failed": "step_failed", "cancelled": "step_cancelled"}[status]
     await ctx.record(
         kind,
-        {"status": status, "latency_ms": latency, **({"output": output} if output is not None else {}),
-         **({"error": error} if error else {})},
+        {
+            "status": status,
+            "latency_ms": latency,
+            **({"output": output} if output is not None else {}),
+            **({"error": error} if error else {}),
+        },
         step_id=step_id,
-        statements=[(
-            "update steps set status = ?, output = ?, error = ?, ended_at = ?, latency_ms = ? where id = ?",
-            (status, output, error, now(), latency, step_id),
-        )],
+        statements=[
+            (
+                "update steps set status = ?, output = ?, error = ?, ended_at = ?, latency_ms = ? where id = ?",
+                (status, output, error, now(), latency, step_id),
+            )
+        ],
     )

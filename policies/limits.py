@@ -10,7 +10,9 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_steps: int = Field(50, ge=1, le=10_000, description="Agent steps (model turns) in the whole run tree.")
+    max_steps: int = Field(
+        50, ge=1, le=10_000, description="Agent steps (model turns) in the whole run tree."
+    )
     max_turns: int = Field(12, ge=1, le=1_000, description="Turns of a group chat, rounds of a magentic run.")
     max_handoffs: int = Field(6, ge=0, le=1_000, description="Handoffs between agents in one run.")
     max_depth: int = Field(3, ge=1, le=20, description="Nesting of teams inside teams.")

@@ -37,7 +37,9 @@ class Redactor:
     ) -> None:
         env = os.environ if environ is None else environ
         # Values of secret env vars: exact strings, longest first so a key is never half-replaced.
-        values = sorted({env[name] for name in secret_env if len(env.get(name, "")) >= 8}, key=len, reverse=True)
+        values = sorted(
+            {env[name] for name in secret_env if len(env.get(name, "")) >= 8}, key=len, reverse=True
+        )
         parts = [re.escape(v) for v in values] + list(patterns)
         self._regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 

@@ -63,8 +63,9 @@ def state(ctx: Context[Any, Any]) -> AppState:
 class ConcertmasterServer(MCPServer[AppState]):
     """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
-                        ) -> CallToolResult | InputRequiredResult:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
             known = set(tool.parameters.get("properties", {}))
@@ -84,8 +85,9 @@ class ConcertmasterServer(MCPServer[AppState]):
             raise
 
 
-def build_server(settings: Settings, *, config: TeamConfig | None = None,
-                 providers: ProviderFactory | None = None) -> ConcertmasterServer:
+def build_server(
+    settings: Settings, *, config: TeamConfig | None = None, providers: ProviderFactory | None = None
+) -> ConcertmasterServer:
     """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
     team = config or load_config(settings.config)
 

@@ -47,8 +47,9 @@ class SessionSampler:
     def __init__(self, session: Any) -> None:
         self.session = session
 
-    async def sample(self, params: CreateMessageRequestParams, *, run_id: str
-                     ) -> CreateMessageResult | CreateMessageResultWithTools:
+    async def sample(
+        self, params: CreateMessageRequestParams, *, run_id: str
+    ) -> CreateMessageResult | CreateMessageResultWithTools:
         try:
             result: CreateMessageResult = await self.session.create_message(
                 params.messages,
@@ -79,8 +80,9 @@ class PendingSampler:
         self.pending = pending
         self.timeout = timeout
 
-    async def sample(self, params: CreateMessageRequestParams, *, run_id: str
-                     ) -> CreateMessageResult | CreateMessageResultWithTools:
+    async def sample(
+        self, params: CreateMessageRequestParams, *, run_id: str
+    ) -> CreateMessageResult | CreateMessageResultWithTools:
         payload = params.model_dump(mode="json", by_alias=True, exclude_none=True)
         try:
             answer, _channel = await self.pending.ask(run_id, "sampling", payload, timeout=self.timeout)
@@ -108,7 +110,9 @@ def sampler_for(ctx: Context[Any, Any], pending: PendingRequests, timeout: float
     return SessionSampler(ctx.session)
 
 
-def carry_pending(ctx: Context[Any, Any], pending: PendingRequests, run_id: str) -> InputRequiredResult | None:
+def carry_pending(
+    ctx: Context[Any, Any], pending: PendingRequests, run_id: str
+) -> InputRequiredResult | None:
     """On a modern connection, the run's open sampling requests as an `input_required` result (else None)."""
     if not is_modern(ctx):
         return None

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,10 +21,16 @@ DEMO_TEAM = DEFAULT_TEAM_FILE.with_name("demo_team.toml")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="audit database (default: $CONCERTMASTER_DB or %(default)s)",
-                        default=argparse.SUPPRESS)
-    common.add_argument("--config", help="team config file (default: $CONCERTMASTER_CONFIG or the built-in team)",
-                        default=argparse.SUPPRESS)
+    common.add_argument(
+        "--db",
+        help="audit database (default: $CONCERTMASTER_DB, else audit.db in your data directory)",
+        default=argparse.SUPPRESS,
+    )
+    common.add_argument(
+        "--config",
+        help="team config file (default: $CONCERTMASTER_CONFIG or the built-in team)",
+        default=argparse.SUPPRESS,
+    )
     parser = argparse.ArgumentParser(
         prog="concertmaster",
         description="An MCP server that lets your assistant conduct a team of agents, with an SQLite audit trail.",
@@ -37,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP host (default %(default)s)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default %(default)s)")
-    sub.add_parser("demo", parents=[common], help="an offline run on the scripted model, through the MCP server")
+    sub.add_parser(
+        "demo", parents=[common], help="an offline run on the scripted model, through the MCP server"
+    )
     runs = sub.add_parser("runs", parents=[common], help="recent runs")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--status")
@@ -67,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command = args.command or "serve"
     if command == "serve":
-        return _serve(settings, http=getattr(args, "http", False), host=getattr(args, "host", "127.0.0.1"),
-                      port=getattr(args, "port", 8765))
+        return _serve(
+            settings,
+            http=getattr(args, "http", False),
+            host=getattr(args, "host", "127.0.0.1"),
+            port=getattr(args, "port", 8765),
+        )
     if command == "demo":
         from server.demo import run_demo
 
@@ -109,7 +120,9 @@ def _runs(settings: Settings, limit: int, status: str | None) -> int:
         cost = "-" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
         tokens = (r["input_tokens"] or 0) + (r["output_tokens"] or 0)
         task = (r["input"] or "").replace("\n", " ")[:50]
-        print(f"{r['id']:<18} {r['pattern']:<11} {r['status']:<18} {r['steps']:>5} {tokens:>8} {cost:>9}  {task}")
+        print(
+            f"{r['id']:<18} {r['pattern']:<11} {r['status']:<18} {r['steps']:>5} {tokens:>8} {cost:>9}  {task}"
+        )
     return 0
 
 
@@ -117,7 +130,9 @@ def _show(settings: Settings, run_id: str) -> int:
     with AuditReader(settings.db) as reader:
         run = reader.run(run_id)
         if run is None:
-            raise ConcertmasterError(f"no run {run_id!r} in {settings.db}; `concertmaster runs` lists run ids")
+            raise ConcertmasterError(
+                f"no run {run_id!r} in {settings.db}; `concertmaster runs` lists run ids"
+            )
         steps = reader.steps(run_id)
         events = reader.events(run_id)
     print(json.dumps({"run": run, "steps": steps, "events": events}, indent=2, default=str))

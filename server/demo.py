@@ -29,7 +29,11 @@ async def run_demo(settings: Settings) -> int:
         _print_run("researcher", r)
         draft = await client.call_tool(
             "delegate_task",
-            {"agent": "writer", "task": "Write one paragraph for a developer.", "context": r.get("output", "")},
+            {
+                "agent": "writer",
+                "task": "Write one paragraph for a developer.",
+                "context": r.get("output", ""),
+            },
         )
         d = draft.structured_content or {}
         _print_run("writer", d)
@@ -42,7 +46,9 @@ async def run_demo(settings: Settings) -> int:
 
 def _print_run(agent: str, run: dict) -> None:
     usage = run.get("usage", {})
-    print(f"\n== {agent}: run {run.get('run_id')} {run.get('status')} "
-          f"({usage.get('input_tokens')} in / {usage.get('output_tokens')} out tokens, "
-          f"{usage.get('latency_ms')} ms, model: scripted)")
+    print(
+        f"\n== {agent}: run {run.get('run_id')} {run.get('status')} "
+        f"({usage.get('input_tokens')} in / {usage.get('output_tokens')} out tokens, "
+        f"{usage.get('latency_ms')} ms, model: scripted)"
+    )
     print(run.get("output") or run.get("error"))

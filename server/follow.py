@@ -22,7 +22,9 @@ def wait_bounds(wait_seconds: float | None, default: float) -> float:
     return default if wait_seconds is None else wait_seconds
 
 
-async def follow_run(ctx: Context[Any, Any], run_id: str, wait_seconds: float) -> RunResult | InputRequiredResult:
+async def follow_run(
+    ctx: Context[Any, Any], run_id: str, wait_seconds: float
+) -> RunResult | InputRequiredResult:
     """Wait up to `wait_seconds` for the run to end (sending progress), then report it.
 
     On a 2026-07-28 connection, a sampling request of the run ends the wait early and is returned as
@@ -72,7 +74,7 @@ def describe_run(ctx: Context[Any, Any], run: dict[str, Any]) -> RunResult:
         for r in rt.reader.pending(run_id=run["id"])
     ]
     started = _parse(run["started_at"])
-    ended = _parse(run["ended_at"]) if run["ended_at"] else datetime.now(UTC)
+    ended = _parse(run["ended_at"]) or datetime.now(UTC)
     latency = round((ended - started).total_seconds() * 1000, 1) if started else None
     return run_result(run, steps=steps, pending=pending, latency_ms=latency)
 
@@ -102,4 +104,8 @@ def _progress_message(kind: str, payload: dict[str, Any]) -> str:
         return f"step failed: {payload.get('error')}"
     if kind == "tool_called":
         return f"{agent} called {payload.get('tool')}"
-    return "waiting for the client's model" if payload.get("kind") == "sampling" else f"waiting: {payload.get('kind')}"
+    return (
+        "waiting for the client's model"
+        if payload.get("kind") == "sampling"
+        else f"waiting: {payload.get('kind')}"
+    )

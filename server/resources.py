@@ -15,8 +15,12 @@ from server.app import state
 def register(server: MCPServer[Any]) -> None:
     """Add concertmaster's resources to `server`."""
 
-    @server.resource("concertmaster://runs/{run_id}", name="run", mime_type="application/json",
-                     description="A run with its steps and events, as recorded in the audit.")
+    @server.resource(
+        "concertmaster://runs/{run_id}",
+        name="run",
+        mime_type="application/json",
+        description="A run with its steps and events, as recorded in the audit.",
+    )
     async def run_resource(run_id: str, ctx: Context[Any, Any]) -> str:
         rt = state(ctx).runtime
         try:

@@ -78,8 +78,10 @@ class AgentInfo(BaseModel):
     name: str
     description: str
     model: str = Field(description="The configured model: anthropic:<id>, sampling, scripted or auto.")
-    runs_on: str = Field(description="What it would run on now for this client: anthropic, sampling, scripted "
-                         "or unavailable (with the reason).")
+    runs_on: str = Field(
+        description="What it would run on now for this client: anthropic, sampling, scripted "
+        "or unavailable (with the reason)."
+    )
     group: str | None = None
     tools: list[str] = Field(default_factory=list)
 
@@ -89,8 +91,9 @@ class AgentList(BaseModel):
     config: str = Field(description="Where the team comes from (a file path or the built-in default team).")
 
 
-def run_result(run: dict[str, Any], *, steps: int, pending: list[PendingInfo], latency_ms: float | None
-               ) -> RunResult:
+def run_result(
+    run: dict[str, Any], *, steps: int, pending: list[PendingInfo], latency_ms: float | None
+) -> RunResult:
     """Shape an audit `runs` row for a tool answer."""
     status = run["status"]
     done = status in TERMINAL_STATUSES

@@ -20,20 +20,36 @@ from server.schemas import AgentInfo, AgentList, RunList, RunResult, RunSummary
 
 MAX_TASK_CHARS = 100_000
 
-AgentName = Annotated[str, Field(min_length=1, max_length=64, description="An agent's name (see list_agents).")]
-Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS,
-                            description="What the agent should do, in plain language.")]
-Context_ = Annotated[str | None, Field(max_length=MAX_TASK_CHARS,
-                                       description="Background the agent needs (documents, constraints).")]
-WaitSeconds = Annotated[float | None, Field(
-    ge=0, le=MAX_WAIT_SECONDS,
-    description="Seconds to wait for the run to finish before returning its id and status (default 20; "
-    "the run goes on in the background either way).",
-)]
-RunId = Annotated[str, Field(min_length=1, max_length=64, description="A run id returned by a run-starting tool.")]
+AgentName = Annotated[
+    str, Field(min_length=1, max_length=64, description="An agent's name (see list_agents).")
+]
+Task = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=MAX_TASK_CHARS, description="What the agent should do, in plain language."
+    ),
+]
+Context_ = Annotated[
+    str | None,
+    Field(max_length=MAX_TASK_CHARS, description="Background the agent needs (documents, constraints)."),
+]
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the run to finish before returning its id and status (default 20; "
+        "the run goes on in the background either way).",
+    ),
+]
+RunId = Annotated[
+    str, Field(min_length=1, max_length=64, description="A run id returned by a run-starting tool.")
+]
 
-RUN_STARTER = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True)
-READER = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+RUN_STARTER = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+READER = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
 def _check_task(task: str) -> str:
@@ -52,16 +68,30 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         app = state(ctx)
         rt = app.runtime
         sampler = sampler_for(ctx, rt.pending, 1.0)
-        probe = RunContext(run_id="probe", config=rt.config, audit=rt.audit, budget=Budget(rt.config.limits),
-                           providers=rt.providers, sampler=sampler)
+        probe = RunContext(
+            run_id="probe",
+            config=rt.config,
+            audit=rt.audit,
+            budget=Budget(rt.config.limits),
+            providers=rt.providers,
+            sampler=sampler,
+        )
         agents = []
         for name, agent in rt.config.agents.items():
             try:
                 runs_on = probe.provider(name).name
             except ModelUnavailableError as exc:
                 runs_on = f"unavailable: {exc.message}"
-            agents.append(AgentInfo(name=name, description=agent.description, model=agent.model,
-                                    runs_on=runs_on, group=agent.group, tools=agent.tools))
+            agents.append(
+                AgentInfo(
+                    name=name,
+                    description=agent.description,
+                    model=agent.model,
+                    runs_on=runs_on,
+                    group=agent.group,
+                    tools=agent.tools,
+                )
+            )
         return AgentList(agents=agents, config=rt.config.source)
 
     @server.tool(title="Delegate a task to an agent", annotations=RUN_STARTER)
@@ -85,7 +115,9 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
             raise UnknownAgentError(agent, rt.config.agents)
         _check_task(task)
         run_id = await rt.start_run(
-            "delegate", task, delegate(agent, task, context),
+            "delegate",
+            task,
+            delegate(agent, task, context),
             options={"agent": agent, "context": context},
             sampler=sampler_for(ctx, rt.pending, rt.config.limits.step_timeout_s),
         )
@@ -93,8 +125,9 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
 
     @server.tool(title="Follow a run", annotations=READER)
     @tool_errors
-    async def get_run(ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
-                      ) -> RunResult | InputRequiredResult:
+    async def get_run(
+        ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+    ) -> RunResult | InputRequiredResult:
         """A run's status, output, error and usage. With wait_seconds > 0, waits that long for it to finish
         first. On clients of the 2026-07-28 protocol this call also carries the run's requests for the client's
         model."""
@@ -112,26 +145,47 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         ctx: Context[Any, Any],
         limit: Annotated[int, Field(ge=1, le=200, description="How many runs, newest first.")] = 20,
         status: Annotated[
-            Literal["running", "awaiting_input", "awaiting_approval", "succeeded", "failed", "stopped",
-                    "cancelled", "interrupted"] | None,
+            Literal[
+                "running",
+                "awaiting_input",
+                "awaiting_approval",
+                "succeeded",
+                "failed",
+                "stopped",
+                "cancelled",
+                "interrupted",
+            ]
+            | None,
             Field(description="Only runs with this status."),
         ] = None,
         pattern: Annotated[str | None, Field(max_length=32, description="Only runs of this pattern.")] = None,
     ) -> RunList:
         """Recent runs with their status, agents, tokens and cost."""
         rows = state(ctx).runtime.reader.runs(limit=limit, status=status, pattern=pattern)
-        return RunList(runs=[
-            RunSummary(run_id=r["id"], pattern=r["pattern"], status=r["status"], started_at=r["started_at"],
-                       ended_at=r["ended_at"], agents=r["agents"], steps=r["steps"],
-                       input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
-                       cost_usd=r["cost_usd"], input=r["input"] or "")
-            for r in rows
-        ])
+        return RunList(
+            runs=[
+                RunSummary(
+                    run_id=r["id"],
+                    pattern=r["pattern"],
+                    status=r["status"],
+                    started_at=r["started_at"],
+                    ended_at=r["ended_at"],
+                    agents=r["agents"],
+                    steps=r["steps"],
+                    input_tokens=r["input_tokens"],
+                    output_tokens=r["output_tokens"],
+                    cost_usd=r["cost_usd"],
+                    input=r["input"] or "",
+                )
+                for r in rows
+            ]
+        )
 
     @server.tool(
         title="Cancel a run",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True,
-                                    openWorldHint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
     )
     @tool_errors
     async def cancel_run(ctx: Context[Any, Any], run_id: RunId) -> RunResult:

@@ -24,9 +24,11 @@ def db(tmp_path: Path) -> Path:
 
 def team(**agents: dict) -> TeamConfig:
     """A team config from keyword arguments: `team(writer={"model": "scripted"})`."""
-    return TeamConfig.model_validate({
-        "agents": {
-            name: {"description": f"{name} agent", "instructions": f"You are {name}.", **spec}
-            for name, spec in agents.items()
+    return TeamConfig.model_validate(
+        {
+            "agents": {
+                name: {"description": f"{name} agent", "instructions": f"You are {name}.", **spec}
+                for name, spec in agents.items()
+            }
         }
-    })
+    )

@@ -69,8 +69,15 @@ def canonical(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def event_hash(prev_hash: str, seq: int, run_id: str | None, step_id: str | None, kind: str,
-               payload: str, created_at: str) -> str:
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    run_id: str | None,
+    step_id: str | None,
+    kind: str,
+    payload: str,
+    created_at: str,
+) -> str:
     """The hash that chains an event to its predecessor; `audit verify` recomputes it."""
     material = canonical([prev_hash, seq, run_id, step_id, kind, payload, created_at])
     return hashlib.sha256(material.encode()).hexdigest()
@@ -145,9 +152,15 @@ class AuditLog:
         """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
         return await asyncio.wrap_future(self.submit(write))
 
-    async def event(self, kind: str, run_id: str | None, payload: dict[str, Any], *,
-                    step_id: str | None = None,
-                    statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> int:
+    async def event(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        statements: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> int:
         """Append one event (with the summary updates it justifies) and return its sequence number."""
         seqs = await self.write(Write(statements, [Event(kind, run_id, payload, step_id)]))
         return seqs[0]
@@ -207,8 +220,9 @@ class AuditLog:
         for job, outcome in results:
             _settle(job.future, outcome)
 
-    def _apply(self, conn: sqlite3.Connection, write: Write, seq: int, prev: str
-               ) -> tuple[list[int], int, str]:
+    def _apply(
+        self, conn: sqlite3.Connection, write: Write, seq: int, prev: str
+    ) -> tuple[list[int], int, str]:
         redact = self.redactor
         for sql, params in write.statements:
             conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params])

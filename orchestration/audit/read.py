@@ -41,8 +41,9 @@ class AuditReader:
         rows = _rows(self._conn, "select * from runs where id = ?", (run_id,))
         return rows[0] if rows else None
 
-    def runs(self, *, limit: int = 20, status: str | None = None, pattern: str | None = None
-             ) -> list[dict[str, Any]]:
+    def runs(
+        self, *, limit: int = 20, status: str | None = None, pattern: str | None = None
+    ) -> list[dict[str, Any]]:
         where, params = [], []
         if status:
             where.append("status = ?")
@@ -57,8 +58,9 @@ class AuditReader:
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         return _rows(self._conn, "select * from steps where run_id = ? order by started_at, rowid", (run_id,))
 
-    def events(self, run_id: str | None = None, *, after_seq: int = 0, limit: int = 1000
-               ) -> list[dict[str, Any]]:
+    def events(
+        self, run_id: str | None = None, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         if run_id is None:
             sql, params = "select * from events where seq > ? order by seq limit ?", (after_seq, limit)
         else:
@@ -82,7 +84,9 @@ class AuditReader:
     def query(self, sql: str, params: tuple[Any, ...] = (), *, limit: int = 500) -> list[dict[str, Any]]:
         """Run one read-only SQL statement (the connection is opened read-only: writes are refused)."""
         if not sql.strip():
-            raise InvalidInputError("sql is empty; give one SELECT statement, e.g. 'select * from run_summary'")
+            raise InvalidInputError(
+                "sql is empty; give one SELECT statement, e.g. 'select * from run_summary'"
+            )
         try:
             cursor = self._conn.execute(sql, params)
             return [dict(row) for row in cursor.fetchmany(limit)]
@@ -118,11 +122,20 @@ def verify_chain(path: str | Path, *, max_problems: int = 20) -> ChainReport:
             count += 1
             seq = row["seq"]
             if seq != expected_seq:
-                problems.append(f"event {seq}: expected event {expected_seq} here (events deleted or renumbered)")
+                problems.append(
+                    f"event {seq}: expected event {expected_seq} here (events deleted or renumbered)"
+                )
             if row["prev_hash"] != prev:
                 problems.append(f"event {seq}: does not follow the event before it (deleted or reordered)")
-            digest = event_hash(row["prev_hash"], seq, row["run_id"], row["step_id"], row["kind"],
-                                row["payload"], row["created_at"])
+            digest = event_hash(
+                row["prev_hash"],
+                seq,
+                row["run_id"],
+                row["step_id"],
+                row["kind"],
+                row["payload"],
+                row["created_at"],
+            )
             if digest != row["hash"]:
                 problems.append(f"event {seq}: content does not match its hash (edited)")
             prev, expected_seq = row["hash"], seq + 1
@@ -138,4 +151,6 @@ def verify_chain(path: str | Path, *, max_problems: int = 20) -> ChainReport:
             f"the chain head says event {head_seq} is last but the log ends at event {expected_seq - 1}"
             " (events removed from the end, or the head was edited)"
         )
-    return ChainReport(ok=not problems, events=count, head_seq=head_seq, head_hash=head_hash, problems=problems)
+    return ChainReport(
+        ok=not problems, events=count, head_seq=head_seq, head_hash=head_hash, problems=problems
+    )

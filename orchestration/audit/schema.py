@@ -17,7 +17,7 @@ GENESIS_HASH = "0" * 64
 
 def _v1_core(db: sqlite_utils.Database) -> None:
     """runs, steps, events (hash-chained), the chain head, pending requests."""
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": str,
             "pattern": str,
@@ -38,7 +38,7 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         not_null={"pattern", "status", "input", "started_at"},
         defaults={"control": "centralized"},
     )
-    db["steps"].create(
+    db.table("steps").create(
         {
             "id": str,
             "run_id": str,
@@ -62,8 +62,8 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         not_null={"run_id", "key", "agent", "status", "started_at"},
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["steps"].create_index(["run_id", "key"], unique=True)
-    db["events"].create(
+    db.table("steps").create_index(["run_id", "key"], unique=True)
+    db.table("events").create(
         {
             "seq": int,
             "run_id": str,
@@ -77,11 +77,11 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         pk="seq",
         not_null={"kind", "payload", "created_at", "prev_hash", "hash"},
     )
-    db["events"].create_index(["run_id", "seq"])
-    db["events"].create_index(["kind"])
-    db["audit_head"].create({"id": int, "seq": int, "hash": str}, pk="id")
-    db["audit_head"].insert({"id": 1, "seq": 0, "hash": GENESIS_HASH})
-    db["pending_requests"].create(
+    db.table("events").create_index(["run_id", "seq"])
+    db.table("events").create_index(["kind"])
+    db.table("audit_head").create({"id": int, "seq": int, "hash": str}, pk="id")
+    db.table("audit_head").insert({"id": 1, "seq": 0, "hash": GENESIS_HASH})
+    db.table("pending_requests").create(
         {
             "id": str,
             "run_id": str,
@@ -100,7 +100,7 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         not_null={"run_id", "kind", "status", "payload", "created_at"},
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["pending_requests"].create_index(["status"])
+    db.table("pending_requests").create_index(["status"])
 
 
 def _v2_views(db: sqlite_utils.Database) -> None:
@@ -167,15 +167,15 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied; returns the names applied now."""
     db = sqlite_utils.Database(conn)
     if "schema_migrations" not in db.table_names():
-        db["schema_migrations"].create({"version": int, "name": str, "applied_at": str}, pk="version")
-    done = {row["version"] for row in db["schema_migrations"].rows}
+        db.table("schema_migrations").create({"version": int, "name": str, "applied_at": str}, pk="version")
+    done = {row["version"] for row in db.table("schema_migrations").rows}
     applied = []
     for version, migration in enumerate(MIGRATIONS, start=1):
         if version in done:
             continue
         with conn:
             migration(db)
-            db["schema_migrations"].insert(
+            db.table("schema_migrations").insert(
                 {"version": version, "name": migration.__name__.lstrip("_"), "applied_at": now()}
             )
         applied.append(migration.__name__)

@@ -27,8 +27,7 @@ class Sampler(Protocol):
 
     async def sample(
         self, params: CreateMessageRequestParams, *, run_id: str
-    ) -> CreateMessageResult | CreateMessageResultWithTools:
-        ...
+    ) -> CreateMessageResult | CreateMessageResultWithTools: ...
 
 
 def to_sampling_params(request: ModelRequest) -> CreateMessageRequestParams:
@@ -37,8 +36,12 @@ def to_sampling_params(request: ModelRequest) -> CreateMessageRequestParams:
     for message in request.messages:
         text = message.text
         if message.tool_results:
-            text = "\n".join([text, *(f"[tool result {r.call_id}] {r.content}" for r in message.tool_results)])
-        messages.append(SamplingMessage(role=message.role, content=TextContent(type="text", text=text or "(empty)")))
+            text = "\n".join(
+                [text, *(f"[tool result {r.call_id}] {r.content}" for r in message.tool_results)]
+            )
+        messages.append(
+            SamplingMessage(role=message.role, content=TextContent(type="text", text=text or "(empty)"))
+        )
     return CreateMessageRequestParams(
         messages=messages,
         system_prompt=request.system,

@@ -15,6 +15,7 @@ import anyio
 from orchestration.models.base import ModelRequest, ModelResponse, ToolCall, Usage
 
 SCRIPTED_MODEL_NAME = "scripted"
+DEFAULT_USAGE = Usage(input_tokens=40, output_tokens=60)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ScriptedModel:
         *,
         respond: Respond | None = None,
         latency: float = 0.0,
-        usage: Usage = Usage(input_tokens=40, output_tokens=60),
+        usage: Usage = DEFAULT_USAGE,
         model: str = SCRIPTED_MODEL_NAME,
     ) -> None:
         self._replies = list(replies)

@@ -32,17 +32,31 @@ def count(db: Path, table: str) -> int:
 
 
 BAD_CALLS: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("delegate_task", {"agent": "resercher", "task": "t"},
-     ["unknown agent 'resercher'", "known agents: researcher, writer"]),
+    (
+        "delegate_task",
+        {"agent": "resercher", "task": "t"},
+        ["unknown agent 'resercher'", "known agents: researcher, writer"],
+    ),
     ("delegate_task", {"agent": "writer", "task": ""}, ["task", "at least 1 character"]),
     ("delegate_task", {"agent": "writer", "task": "   \n "}, ["task is blank"]),
     ("delegate_task", {"agent": "writer", "task": "x" * 100_001}, ["task", "at most 100000 characters"]),
     ("delegate_task", {"agent": "writer", "task": 42}, ["task", "valid string"]),
     ("delegate_task", {"agent": "writer"}, ["task", "required field is missing"]),
-    ("delegate_task", {"agent": "writer", "task": "t", "priority": "high"},
-     ["unknown argument(s) 'priority'", "valid arguments: agent, context, task, wait_seconds"]),
-    ("delegate_task", {"agent": "writer", "task": "t", "wait_seconds": 600}, ["wait_seconds", "less than or equal to 50"]),
-    ("delegate_task", {"agent": "writer", "task": "t", "wait_seconds": "soon"}, ["wait_seconds", "valid number"]),
+    (
+        "delegate_task",
+        {"agent": "writer", "task": "t", "priority": "high"},
+        ["unknown argument(s) 'priority'", "valid arguments: agent, context, task, wait_seconds"],
+    ),
+    (
+        "delegate_task",
+        {"agent": "writer", "task": "t", "wait_seconds": 600},
+        ["wait_seconds", "less than or equal to 50"],
+    ),
+    (
+        "delegate_task",
+        {"agent": "writer", "task": "t", "wait_seconds": "soon"},
+        ["wait_seconds", "valid number"],
+    ),
     ("get_run", {"run_id": "run_doesnotexist"}, ["no run with id 'run_doesnotexist'", "list_runs"]),
     ("get_run", {"run_id": ""}, ["run_id", "at least 1 character"]),
     ("cancel_run", {"run_id": "nope"}, ["no run with id 'nope'"]),
@@ -51,12 +65,16 @@ BAD_CALLS: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("tool", "arguments", "expected"), BAD_CALLS,
-                         ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(BAD_CALLS)])
-async def test_bad_call_is_a_tool_error_that_says_what_and_how(db: Path, tool: str, arguments: dict[str, Any],
-                                                                expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"), BAD_CALLS, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(BAD_CALLS)]
+)
+async def test_bad_call_is_a_tool_error_that_says_what_and_how(
+    db: Path, tool: str, arguments: dict[str, Any], expected: list[str]
+) -> None:
     async with Client(server(db)) as client:
-        before = (await client.call_tool("delegate_task", {"agent": "writer", "task": "first"})).structured_content
+        before = (
+            await client.call_tool("delegate_task", {"agent": "writer", "task": "first"})
+        ).structured_content
         result = await client.call_tool(tool, arguments)
         assert result.is_error, result
         text = result.content[0].text
@@ -73,9 +91,11 @@ async def test_api_keys_never_reach_the_audit_or_an_answer(db: Path, monkeypatch
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     bearer = "Bearer abcdefghijklmnop1234567890"
     async with Client(server(db)) as client:
-        run = (await client.call_tool(
-            "delegate_task", {"agent": "writer", "task": f"use key {secret} and header {bearer}"}
-        )).structured_content
+        run = (
+            await client.call_tool(
+                "delegate_task", {"agent": "writer", "task": f"use key {secret} and header {bearer}"}
+            )
+        ).structured_content
         missing = await client.call_tool("get_run", {"run_id": secret})
     assert secret not in str(run) and secret not in missing.content[0].text
     raw = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.anyio
 ERAS = ["legacy", "auto"]  # 2025-11-25 handshake, and the SDK's default negotiation (2026-07-28)
 
 TEAM = team(
-    scripted={"model": "scripted", "scripted": {"replies": ["scripted reply"], "input_tokens": 5,
-                                                  "output_tokens": 9}},
+    scripted={
+        "model": "scripted",
+        "scripted": {"replies": ["scripted reply"], "input_tokens": 5, "output_tokens": 9},
+    },
     slow={"model": "scripted", "scripted": {"latency_ms": 1500}},
     sampler={"model": "sampling", "instructions": "Answer briefly."},
     auto={"model": "auto"},
@@ -33,8 +35,9 @@ def sampling_answer(text: str = "sampled answer", usage: dict[str, int] | None =
     async def callback(context: Any, params: Any) -> CreateMessageResult | ErrorData:
         calls.append(params)
         meta = {"usage": usage} if usage else None
-        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=text),
-                                   model="client-model-x", _meta=meta)
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=text), model="client-model-x", _meta=meta
+        )
 
     callback.calls = calls  # type: ignore[attr-defined]
     return callback
@@ -83,8 +86,14 @@ async def test_delegate_to_scripted_agent_records_run_steps_and_events(db: Path,
     assert (row["status"], row["pattern"], row["output"]) == ("succeeded", "delegate", "scripted reply")
     (step,) = rows(db, "select * from steps where run_id = ?", run["run_id"])
     assert (step["agent"], step["provider"], step["model"], step["status"]) == (
-        "scripted", "scripted", "scripted", "succeeded")
-    kinds = [r["kind"] for r in rows(db, "select kind from events where run_id = ? order by seq", run["run_id"])]
+        "scripted",
+        "scripted",
+        "scripted",
+        "succeeded",
+    )
+    kinds = [
+        r["kind"] for r in rows(db, "select kind from events where run_id = ? order by seq", run["run_id"])
+    ]
     assert kinds == ["run_started", "step_started", "model_called", "step_finished", "run_finished"]
 
 
@@ -118,10 +127,11 @@ async def test_modern_sampling_request_rides_the_next_get_run(db: Path) -> None:
     """On 2026-07-28 a run that needs the client's model after delegate_task returned waits for get_run."""
     callback = sampling_answer()
     async with Client(server(db), sampling_callback=callback) as client:
-        first = (await client.call_tool("delegate_task", {"agent": "sampler", "task": "later",
-                                                          "wait_seconds": 0})).structured_content
+        first = (
+            await client.call_tool("delegate_task", {"agent": "sampler", "task": "later", "wait_seconds": 0})
+        ).structured_content
         assert first["done"] is False and first["next"]
-        followed = (await client.call_tool("get_run", {"run_id": first["run_id"], "wait_seconds": 10}))
+        followed = await client.call_tool("get_run", {"run_id": first["run_id"], "wait_seconds": 10})
     assert followed.structured_content["status"] == "succeeded"
     assert followed.structured_content["output"] == "sampled answer"
     assert len(callback.calls) == 1
@@ -151,7 +161,7 @@ async def test_auto_agent_without_key_or_sampling_says_how_to_fix(db: Path, monk
 
 async def test_get_run_follows_a_run_past_wait_seconds(db: Path) -> None:
     async with Client(server(db)) as client:
-        first = (await client.call_tool("delegate_task", {"agent": "slow", "task": "t", "wait_seconds": 0.1}))
+        first = await client.call_tool("delegate_task", {"agent": "slow", "task": "t", "wait_seconds": 0.1})
         assert first.structured_content["status"] == "running"
         assert first.structured_content["done"] is False
         run_id = first.structured_content["run_id"]
@@ -177,7 +187,7 @@ async def test_progress_notifications_are_sent_while_waiting(db: Path) -> None:
 
 async def test_cancel_run_stops_it_and_keeps_what_was_recorded(db: Path) -> None:
     async with Client(server(db)) as client:
-        started = (await client.call_tool("delegate_task", {"agent": "slow", "task": "t", "wait_seconds": 0.2}))
+        started = await client.call_tool("delegate_task", {"agent": "slow", "task": "t", "wait_seconds": 0.2})
         run_id = started.structured_content["run_id"]
         cancelled = (await client.call_tool("cancel_run", {"run_id": run_id})).structured_content
         again = (await client.call_tool("cancel_run", {"run_id": run_id})).structured_content
@@ -185,8 +195,9 @@ async def test_cancel_run_stops_it_and_keeps_what_was_recorded(db: Path) -> None
     assert again["status"] == "cancelled"
     (step,) = rows(db, "select status from steps where run_id = ?", run_id)
     assert step["status"] == "cancelled"
-    assert [r["kind"] for r in rows(db, "select kind from events where run_id = ? order by seq", run_id)][-1] == (
-        "run_finished")
+    assert [r["kind"] for r in rows(db, "select kind from events where run_id = ? order by seq", run_id)][
+        -1
+    ] == ("run_finished")
 
 
 async def test_run_is_readable_as_a_resource(db: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CreateMessageResult, TextContent
@@ -39,8 +39,11 @@ def params(tmp_path: Path) -> tuple[StdioServerParameters, Path]:
 
 
 async def answer(context: Any, params: Any) -> CreateMessageResult:
-    return CreateMessageResult(role="assistant", content=TextContent(type="text", text="hello from the client"),
-                               model="stdio-client-model")
+    return CreateMessageResult(
+        role="assistant",
+        content=TextContent(type="text", text="hello from the client"),
+        model="stdio-client-model",
+    )
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -50,17 +53,23 @@ async def test_stdio_session_end_to_end(tmp_path: Path, mode: str) -> None:
         tools = {t.name for t in (await client.list_tools()).tools}
         assert {"delegate_task", "get_run", "list_runs", "cancel_run", "list_agents"} <= tools
 
-        sampled = (await client.call_tool("delegate_task", {"agent": "helper", "task": "greet"})).structured_content
+        sampled = (
+            await client.call_tool("delegate_task", {"agent": "helper", "task": "greet"})
+        ).structured_content
         assert sampled["status"] == "succeeded" and sampled["output"] == "hello from the client"
 
-        slow = (await client.call_tool("delegate_task", {"agent": "slow", "task": "wait", "wait_seconds": 0.2}))
+        slow = await client.call_tool("delegate_task", {"agent": "slow", "task": "wait", "wait_seconds": 0.2})
         slow_id = slow.structured_content["run_id"]
         assert slow.structured_content["status"] == "running"
-        followed = (await client.call_tool("get_run", {"run_id": slow_id, "wait_seconds": 10})).structured_content
+        followed = (
+            await client.call_tool("get_run", {"run_id": slow_id, "wait_seconds": 10})
+        ).structured_content
         assert followed["status"] == "succeeded" and followed["output"] == "slow answer"
 
-        doomed = (await client.call_tool("delegate_task", {"agent": "slow", "task": "stop me", "wait_seconds": 0.2}))
-        cancelled = (await client.call_tool("cancel_run", {"run_id": doomed.structured_content["run_id"]}))
+        doomed = await client.call_tool(
+            "delegate_task", {"agent": "slow", "task": "stop me", "wait_seconds": 0.2}
+        )
+        cancelled = await client.call_tool("cancel_run", {"run_id": doomed.structured_content["run_id"]})
         assert cancelled.structured_content["status"] == "cancelled"
 
         bad = await client.call_tool("delegate_task", {"agent": "nobody", "task": "x"})
@@ -74,7 +83,5 @@ async def test_stdio_session_end_to_end(tmp_path: Path, mode: str) -> None:
         conn.close()
     assert statuses == {"greet": "succeeded", "wait": "succeeded", "stop me": "cancelled"}
     assert models == {"helper": "stdio-client-model", "slow": "scripted"}
-    verify = subprocess.run([sys.executable, "-m", "server", "--db", str(db), "audit", "verify"],
-                            capture_output=True, text=True, timeout=60)
-    assert verify.returncode == 0, verify.stderr
-    assert "audit chain OK" in verify.stdout
+    verify = await anyio.run_process([sys.executable, "-m", "server", "--db", str(db), "audit", "verify"])
+    assert "audit chain OK" in verify.stdout.decode()
