@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -151,6 +153,12 @@ def _verify(settings: Settings) -> int:
     return 1
 
 
+def _executable() -> str:
+    """The absolute path of this `concertmaster` command, for clients that don't search PATH."""
+    found = shutil.which("concertmaster")
+    return str(Path(found).resolve()) if found else f"{sys.executable} -m server"
+
+
 def _config_check(settings: Settings) -> int:
     config = load_config(settings.config)
     lines: list[Any] = [
@@ -159,6 +167,7 @@ def _config_check(settings: Settings) -> int:
         f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered)'}",
         f"default anthropic model: {config.default_model}",
         "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
+        f"command for your MCP client config: {_executable()} serve",
         "agents:",
     ]
     for name, agent in config.agents.items():
