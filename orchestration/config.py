@@ -78,12 +78,40 @@ class AgentConfig(BaseModel):
         raise ValueError(f"expected {MODEL_FORMS} (got {value!r})")
 
 
+PATTERN_NAMES = ("sequential", "concurrent", "handoff", "group_chat", "magentic", "plan")
+
+
+class TeamSpec(BaseModel):
+    """A sub-team (`[teams.NAME]`): a pattern over agents, usable wherever an agent name is (hierarchical)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(..., min_length=1, description="What the team is for.")
+    pattern: str = Field(
+        ..., description=f"How its members work together: one of {', '.join(PATTERN_NAMES)}."
+    )
+    agents: list[str] = Field(..., min_length=1, description="Members: agent names or other teams' names.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the pattern.")
+    group: str | None = Field(None, description="Group of the team as a whole, for federated runs.")
+    routes: list[str] = Field(default_factory=lambda: ["*"], description="Who the team may hand off to.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if value not in PATTERN_NAMES:
+            raise ValueError(f"expected one of {', '.join(PATTERN_NAMES)} (got {value!r})")
+        return value
+
+
 class TeamConfig(BaseModel):
     """The whole config file."""
 
     model_config = ConfigDict(extra="forbid")
 
     agents: dict[str, AgentConfig] = Field(..., description="The team, by name.")
+    teams: dict[str, TeamSpec] = Field(
+        default_factory=dict, description="Sub-teams usable as agents by a parent pattern (hierarchical)."
+    )
     limits: Limits = Field(default_factory=Limits, description="Default guardrail limits of every run.")
     default_model: str = Field(
         "claude-sonnet-4-5", description="Anthropic model used by `auto` agents when an API key is set."
@@ -94,12 +122,43 @@ class TeamConfig(BaseModel):
     def _names(self) -> TeamConfig:
         if not self.agents:
             raise ValueError("at least one agent is needed under [agents.NAME]")
-        for name in self.agents:
+        for name in [*self.agents, *self.teams]:
             if not AGENT_NAME.match(name):
                 raise ValueError(
                     f"agent name {name!r} must be lowercase letters, digits, '-' or '_', starting with a letter"
                 )
+        clash = sorted(set(self.agents) & set(self.teams))
+        if clash:
+            raise ValueError(f"{', '.join(clash)}: a name cannot be both an agent and a team")
+        members = {**self.agents, **self.teams}
+        for name, spec in self.teams.items():
+            unknown = [m for m in spec.agents if m not in members]
+            if unknown:
+                raise ValueError(
+                    f"team {name!r} has unknown members {', '.join(unknown)}; known: {', '.join(sorted(members))}"
+                )
+        for name in self.teams:
+            self._check_no_cycle(name, [])
         return self
+
+    def _check_no_cycle(self, name: str, path: list[str]) -> None:
+        if name in path:
+            raise ValueError(f"teams contain each other in a cycle: {' -> '.join([*path, name])}")
+        for member in self.teams[name].agents if name in self.teams else ():
+            self._check_no_cycle(member, [*path, name])
+
+    def member_names(self) -> list[str]:
+        """Every name a pattern may use: agents and teams."""
+        return [*self.agents, *self.teams]
+
+    def routes(self) -> dict[str, list[str]]:
+        return {
+            **{n: a.routes for n, a in self.agents.items()},
+            **{n: t.routes for n, t in self.teams.items()},
+        }
+
+    def groups(self) -> dict[str, str | None]:
+        return {**{n: a.group for n, a in self.agents.items()}, **{n: t.group for n, t in self.teams.items()}}
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +39,10 @@ class Outcome:
     """Structured extras of the pattern (votes, ledgers, plan...)."""
 
 
+RunBody = Callable[["RunContext"], Awaitable[Outcome]]
+"""A pattern bound to its arguments: runs in a context, returns how it ended."""
+
+
 @dataclass
 class RunContext:
     """One run (or a nested team inside it), as a pattern sees it."""
@@ -70,7 +74,11 @@ class RunContext:
         try:
             return self.config.agents[name]
         except KeyError:
-            raise UnknownAgentError(name, self.config.agents) from None
+            raise UnknownAgentError(name, self.config.member_names()) from None
+
+    def is_team(self, name: str) -> bool:
+        """True when `name` is a sub-team (`[teams.NAME]`) rather than an agent."""
+        return name in self.config.teams and name not in self.config.agents
 
     def provider(self, name: str) -> ModelProvider:
         """The provider of agent `name` in this run (one instance per agent per run)."""

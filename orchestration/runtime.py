@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
-from orchestration.context import Listener, Outcome, ProviderFactory, RunContext
+from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext
 from orchestration.errors import (
     ConcertmasterError,
     GuardrailTripped,
@@ -35,8 +35,7 @@ from policies.limits import Limits
 
 log = logging.getLogger("concertmaster")
 
-RunBody = Callable[[RunContext], Awaitable[Outcome]]
-"""A pattern bound to its arguments: runs in a context, returns how it ended."""
+__all__ = ["RunBody", "Runtime"]
 
 TERMINAL = frozenset({"succeeded", "failed", "stopped", "cancelled", "interrupted"})
 PARKED = ("awaiting_input", "awaiting_approval")

@@ -31,11 +31,19 @@ class ToolOutcome:
 
 
 @dataclass(frozen=True)
+class ToolCallContext:
+    """Where a tool call happens: the step (so sub-steps nest under it) and the calling agent."""
+
+    step_id: str
+    agent: str
+
+
+@dataclass(frozen=True)
 class AgentTool:
     """A tool offered to the model during a step."""
 
     spec: ToolSpec
-    call: Callable[[dict[str, Any]], Awaitable[ToolOutcome]]
+    call: Callable[[dict[str, Any], ToolCallContext], Awaitable[ToolOutcome]]
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,10 @@ async def run_step(
     Raises `GuardrailTripped` before starting when a limit is reached, `StepFailed` when the step fails
     (recorded as a failed step first), and lets cancellation through (recorded as a cancelled step).
     """
-    agent = ctx.agent(agent_name)
     full_key = ctx.key_prefix + key
+    if ctx.is_team(agent_name):
+        return await _run_team(ctx, agent_name, prompt, key=key, parent_step_id=parent_step_id)
+    agent = ctx.agent(agent_name)
     if full_key in ctx.recorded:
         row = ctx.recorded[full_key]
         return StepResult(row["id"], agent_name, row["output"] or "", row["model"], replayed=True)
@@ -161,20 +171,83 @@ async def run_step(
 
 
 async def _start(
-    ctx: RunContext, step_id: str, agent: str, key: str, prompt: str, parent_step_id: str | None, started: str
+    ctx: RunContext,
+    step_id: str,
+    agent: str,
+    key: str,
+    prompt: str,
+    parent_step_id: str | None,
+    started: str,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
 ) -> None:
+    team = {"team": model} if provider == "team" else {}
     await ctx.record(
         "step_started",
-        {"agent": agent, "key": key, "parent_step_id": parent_step_id, "input": prompt},
+        {
+            "agent": agent,
+            "key": key,
+            "parent_step_id": parent_step_id,
+            "input": prompt,
+            "depth": ctx.depth,
+            **team,
+        },
         step_id=step_id,
         statements=[
             (
-                "insert into steps (id, run_id, parent_step_id, key, agent, status, input, started_at)"
-                " values (?, ?, ?, ?, ?, 'running', ?, ?)",
-                (step_id, ctx.run_id, parent_step_id, key, agent, prompt, started),
+                "insert into steps (id, run_id, parent_step_id, key, agent, provider, model, status, input,"
+                " started_at) values (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                (step_id, ctx.run_id, parent_step_id, key, agent, provider, model, prompt, started),
             )
         ],
     )
+
+
+async def _run_team(
+    ctx: RunContext, name: str, prompt: str, *, key: str, parent_step_id: str | None
+) -> StepResult:
+    """A sub-team as one step of its parent: its own scoped context, its steps nested under this one."""
+    from orchestration.patterns.registry import build
+
+    spec = ctx.config.teams[name]
+    limit = ctx.budget.limits.max_depth
+    if ctx.depth + 1 > limit:
+        raise GuardrailTripped(
+            "max_depth", f"team {name!r} would nest {ctx.depth + 1} deep, past max_depth={limit}"
+        )
+    ctx.budget.check_spend()
+    step_id, t0 = new_id("step"), time.perf_counter()
+    nested = ctx.nested(key=key, parent_step_id=step_id)
+    try:
+        await _start(
+            ctx,
+            step_id,
+            name,
+            ctx.key_prefix + key,
+            prompt,
+            parent_step_id,
+            now(),
+            provider="team",
+            model=spec.pattern,
+        )
+        outcome = await build(spec.pattern, spec.agents, prompt, spec.options)(nested)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
+        raise
+    except GuardrailTripped as exc:
+        await _finish(ctx, step_id, "stopped", t0, output=nested.partial, error=exc.message)
+        raise
+    except ConcertmasterError as exc:
+        await _finish(ctx, step_id, "failed", t0, error=exc.message)
+        raise StepFailed(name, step_id, exc.message, exc) from None
+    await _finish(ctx, step_id, outcome.status, t0, output=outcome.output, error=outcome.error)
+    if outcome.status == "failed":
+        raise StepFailed(name, step_id, outcome.error or "the team failed")
+    if outcome.output:
+        ctx.partial = outcome.output
+    return StepResult(step_id, name, outcome.output, f"team:{spec.pattern}")
 
 
 # Unknown tokens or cost (None) leave the total as it is: a total is NULL until something was reported.
@@ -245,7 +318,7 @@ async def _call_tool(
         outcome = ToolOutcome(f"tool call limit reached (max_tool_calls={limit}); answer without tools", True)
     else:
         try:
-            outcome = await tools[name].call(arguments)
+            outcome = await tools[name].call(arguments, ToolCallContext(step_id, agent))
         except ConcertmasterError as exc:
             outcome = ToolOutcome(exc.message, is_error=True)
     await ctx.record(
@@ -274,7 +347,12 @@ async def _finish(
     error: str | None = None,
 ) -> None:
     latency = round((time.perf_counter() - t0) * 1000, 3)
-    kind = {"succeeded": "step_finished", "failed": "step_failed", "cancelled": "step_cancelled"}[status]
+    kind = {
+        "succeeded": "step_finished",
+        "failed": "step_failed",
+        "cancelled": "step_cancelled",
+        "stopped": "step_stopped",
+    }[status]
     await ctx.record(
         kind,
         {

@@ -104,8 +104,9 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
     )
-    from server import resources, tools
+    from server import pattern_tools, resources, tools
 
     tools.register(server, team)
+    pattern_tools.register(server)
     resources.register(server)
     return server

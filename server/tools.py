@@ -10,15 +10,22 @@ from pydantic import Field
 
 from orchestration.config import TeamConfig
 from orchestration.context import RunContext
-from orchestration.errors import InvalidInputError, ModelUnavailableError, UnknownAgentError
+from orchestration.errors import ModelUnavailableError
 from orchestration.guard import Budget
 from orchestration.patterns.delegate import delegate
 from server.app import state, tool_errors
-from server.bridge import client_offers_sampling, sampler_for
-from server.follow import MAX_WAIT_SECONDS, describe_run, follow_run, resume_followed
+from server.bridge import sampler_for
+from server.follow import describe_run, follow_run, resume_followed
 from server.schemas import AgentInfo, AgentList, RunList, RunResult, RunSummary
-
-MAX_TASK_CHARS = 100_000
+from server.starting import (
+    MAX_TASK_CHARS,
+    RUN_STARTER,
+    WaitSeconds,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
 
 AgentName = Annotated[
     str, Field(min_length=1, max_length=64, description="An agent's name (see list_agents).")
@@ -33,29 +40,11 @@ Context_ = Annotated[
     str | None,
     Field(max_length=MAX_TASK_CHARS, description="Background the agent needs (documents, constraints)."),
 ]
-WaitSeconds = Annotated[
-    float | None,
-    Field(
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        description="Seconds to wait for the run to finish before returning its id and status (default 20; "
-        "the run goes on in the background either way).",
-    ),
-]
 RunId = Annotated[
     str, Field(min_length=1, max_length=64, description="A run id returned by a run-starting tool.")
 ]
 
-RUN_STARTER = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
 READER = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-
-
-def _check_task(task: str) -> str:
-    if not task.strip():
-        raise InvalidInputError("task is blank; describe what the agent should do")
-    return task
 
 
 def register(server: MCPServer[Any], team: TeamConfig) -> None:
@@ -105,23 +94,19 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     ) -> RunResult | InputRequiredResult:
         """Give one agent a task. Returns when the run ends or after wait_seconds (then follow with get_run),
         with the run id, status, output, error and usage (tokens, cost, latency)."""
-        app = state(ctx)
-        wait = app.settings.default_wait_seconds if wait_seconds is None else wait_seconds
-        followed = await resume_followed(ctx)
-        if followed is not None:
-            return await follow_run(ctx, followed, wait)
-        rt = app.runtime
-        if agent not in rt.config.agents:
-            raise UnknownAgentError(agent, rt.config.agents)
-        _check_task(task)
-        run_id = await rt.start_run(
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        check_members(rt, [agent], "agent")
+        check_task(task)
+        return await start_and_follow(
+            ctx,
             "delegate",
             task,
             delegate(agent, task, context),
             options={"agent": agent, "context": context},
-            sampler=sampler_for(ctx, rt.pending, rt.config.limits.step_timeout_s),
+            wait_seconds=wait_seconds,
         )
-        return await follow_run(ctx, run_id, wait)
 
     @server.tool(title="Follow a run", annotations=READER)
     @tool_errors
@@ -194,4 +179,4 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         run = await rt.cancel(run_id)
         return describe_run(ctx, run)
 
-    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run, client_offers_sampling)
+    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from orchestration.context import Outcome, RunContext
-from orchestration.runtime import RunBody
+from orchestration.context import Outcome, RunBody, RunContext
 
 
 def task_prompt(task: str, context: str | None = None) -> str:

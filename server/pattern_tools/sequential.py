@@ -1,0 +1,66 @@
+"""run_sequential: agents in a fixed order, each working on the previous one's output."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import Field
+
+from orchestration.patterns.sequential import Checkpoint, sequential
+from server.app import state, tool_errors
+from server.schemas import RunResult
+from server.starting import (
+    RUN_STARTER,
+    Control,
+    LimitsArg,
+    Members,
+    Task,
+    WaitSeconds,
+    check_member,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.tool(title="Run agents in sequence", annotations=RUN_STARTER)
+    @tool_errors
+    async def run_sequential(
+        ctx: Context[Any, Any],
+        agents: Members,
+        task: Task,
+        checkpoint: Annotated[
+            Checkpoint | None,
+            Field(
+                description="Validation between steps: rules and/or a check agent; a failure stops the chain."
+            ),
+        ] = None,
+        control: Control = None,
+        limits: LimitsArg = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """Agents work one after another; each receives the task and the previous agent's output. Returns the
+        last output (or, if a checkpoint fails, the output that failed it and why the chain stopped)."""
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        members = check_members(rt, agents)
+        check_task(task)
+        if checkpoint is not None:
+            check_member(rt, checkpoint.agent)
+        return await start_and_follow(
+            ctx,
+            "sequential",
+            task,
+            sequential(members, task, checkpoint),
+            options={"agents": members, "checkpoint": checkpoint.model_dump() if checkpoint else None},
+            control=control,
+            limits=limits,
+            wait_seconds=wait_seconds,
+        )
+
+    _ = run_sequential

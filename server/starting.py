@@ -1,0 +1,147 @@
+"""What every run-starting tool shares: argument types, member and limit checks, start-then-follow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp_types import InputRequiredResult, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestration.context import RunBody
+from orchestration.errors import InvalidInputError, UnknownAgentError
+from orchestration.runtime import Runtime
+from policies.limits import Limits
+from server.app import state
+from server.bridge import sampler_for
+from server.follow import MAX_WAIT_SECONDS, follow_run, resume_followed
+from server.schemas import RunResult
+
+MAX_TASK_CHARS = 100_000
+
+RUN_STARTER = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+
+Task = Annotated[
+    str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="What to do, in plain language.")
+]
+Members = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]],
+    Field(min_length=1, max_length=1000, description="Agent (or team) names, see list_agents."),
+]
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the run to finish before returning its id and status (default 20; "
+        "the run goes on in the background either way).",
+    ),
+]
+Control = Annotated[
+    Literal["centralized", "decentralized", "federated", "hierarchical"] | None,
+    Field(
+        description="Model of control: centralized (one orchestrator routes everything), decentralized (agents "
+        "hand off among themselves by their routes), federated (each group sees only its own messages plus "
+        "what is declared across), hierarchical (teams inside teams)."
+    ),
+]
+
+
+class LimitOverrides(BaseModel):
+    """Guardrails for this run, replacing the configured ones; omitted fields keep the config's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int | None = Field(None, ge=1, le=10_000, description="Agent steps in the whole run tree.")
+    max_turns: int | None = Field(None, ge=1, le=1_000, description="Group chat turns / magentic rounds.")
+    max_handoffs: int | None = Field(None, ge=0, le=1_000, description="Handoffs between agents.")
+    max_depth: int | None = Field(None, ge=1, le=20, description="Nesting of teams inside teams.")
+    max_tool_calls: int | None = Field(None, ge=0, le=1_000, description="Tool calls inside one step.")
+    step_timeout_s: float | None = Field(
+        None, gt=0, le=86_400, description="Seconds one agent step may take."
+    )
+    run_timeout_s: float | None = Field(None, gt=0, le=604_800, description="Seconds the run may take.")
+    max_tokens: int | None = Field(None, ge=1, description="Token budget of the run tree.")
+    max_cost_usd: float | None = Field(None, gt=0, description="USD budget of the run tree.")
+
+
+LimitsArg = Annotated[LimitOverrides | None, Field(description="Guardrails for this run (optional).")]
+
+
+def check_task(task: str, field: str = "task") -> str:
+    """Refuse a blank task (pydantic already refused an empty or oversize one)."""
+    if not task.strip():
+        raise InvalidInputError(f"{field} is blank; describe what should be done")
+    return task
+
+
+def check_members(rt: Runtime, names: Sequence[str], field: str = "agents") -> list[str]:
+    """Members must be known agents or teams, each once."""
+    known = rt.config.member_names()
+    for name in names:
+        if name not in known:
+            raise UnknownAgentError(name, known)
+    seen: set[str] = set()
+    repeated = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if repeated:
+        raise InvalidInputError(
+            f"{field} lists {', '.join(sorted(set(repeated)))} more than once; list each once"
+        )
+    return list(names)
+
+
+def check_member(rt: Runtime, name: str | None) -> str | None:
+    """An optional single member (judge, manager, planner...) must be known."""
+    if name is not None and name not in rt.config.member_names():
+        raise UnknownAgentError(name, rt.config.member_names())
+    return name
+
+
+def limits_for(rt: Runtime, overrides: LimitOverrides | None) -> Limits:
+    """The configured limits with this call's overrides applied."""
+    if overrides is None:
+        return rt.config.limits
+    return rt.config.limits.merged(**overrides.model_dump())
+
+
+async def followed_retry(
+    ctx: Context[Any, Any], wait_seconds: float | None
+) -> RunResult | InputRequiredResult | None:
+    """A 2026-07-28 client's retry after `input_required` continues the run it follows (never starts another)."""
+    run_id = await resume_followed(ctx)
+    if run_id is None:
+        return None
+    return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
+
+
+async def start_and_follow(
+    ctx: Context[Any, Any],
+    pattern: str,
+    task: str,
+    body: RunBody,
+    *,
+    options: dict[str, Any],
+    wait_seconds: float | None,
+    control: str | None = None,
+    limits: LimitOverrides | None = None,
+) -> RunResult | InputRequiredResult:
+    """Start a run of `body` and follow it for up to `wait_seconds`."""
+    rt = state(ctx).runtime
+    run_limits = limits_for(rt, limits)
+    run_id = await rt.start_run(
+        pattern,
+        task,
+        body,
+        options=options,
+        sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s),
+        limits=run_limits,
+        control=control or "centralized",
+    )
+    return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
+
+
+def _wait(ctx: Context[Any, Any], wait_seconds: float | None) -> float:
+    return state(ctx).settings.default_wait_seconds if wait_seconds is None else wait_seconds
