@@ -14,6 +14,7 @@ from orchestration.models.base import Message, ModelProvider
 
 if TYPE_CHECKING:
     from orchestration.models.sampling import Sampler
+    from orchestration.pending import PendingRequests
     from orchestration.step import AgentTool, StepResult
 
 ProviderFactory = Callable[[str, AgentConfig, "RunContext"], ModelProvider]
@@ -66,6 +67,8 @@ class RunContext:
     """Finished steps of this run by key, replayed instead of re-run when a run resumes."""
     partial: str = ""
     """Output of the last successful step: the partial result if the run is stopped."""
+    pending: PendingRequests | None = None
+    """Where the run asks the outside world (a human, the client) and waits for the answer."""
     _providers_cache: dict[str, ModelProvider] = field(default_factory=dict)
 
     # -- the team ----------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class Runtime:
             sampler=sampler,
             control=control,
             listeners=self._listeners.setdefault(run_id, []),
+            pending=self.pending,
         )
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
         await self.audit.write(
