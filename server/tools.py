@@ -13,6 +13,7 @@ from orchestration.context import RunContext
 from orchestration.errors import ModelUnavailableError
 from orchestration.guard import Budget
 from orchestration.patterns.delegate import delegate
+from orchestration.patterns.handoff import handoff
 from server.app import state, tool_errors
 from server.bridge import sampler_for
 from server.follow import describe_run, follow_run, resume_followed
@@ -90,6 +91,12 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         agent: AgentName,
         task: Task,
         context: Context_ = None,
+        allow_handoffs: Annotated[
+            bool,
+            Field(
+                description="Let the agent hand the task to another agent its routes allow (a handoff run)."
+            ),
+        ] = False,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
         """Give one agent a task. Returns when the run ends or after wait_seconds (then follow with get_run),
@@ -99,6 +106,18 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         rt = state(ctx).runtime
         check_members(rt, [agent], "agent")
         check_task(task)
+        if allow_handoffs:
+            members = rt.config.member_names()
+            body = handoff(agent, task, members=members, context=context)
+            return await start_and_follow(
+                ctx,
+                "handoff",
+                task,
+                body,
+                options={"agent": agent, "agents": members, "context": context},
+                control="decentralized",
+                wait_seconds=wait_seconds,
+            )
         return await start_and_follow(
             ctx,
             "delegate",

@@ -1,0 +1,77 @@
+"""run_handoff: an agent takes the task and may hand it on to the agents its routes allow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import Field
+
+from orchestration.patterns.handoff import handoff
+from server.app import state, tool_errors
+from server.schemas import RunResult
+from server.starting import (
+    RUN_STARTER,
+    LimitsArg,
+    Task,
+    WaitSeconds,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.tool(title="Start a handoff run", annotations=RUN_STARTER)
+    @tool_errors
+    async def run_handoff(
+        ctx: Context[Any, Any],
+        agent: Annotated[
+            str, Field(min_length=1, max_length=64, description="The agent that takes the task first.")
+        ],
+        task: Task,
+        agents: Annotated[
+            list[str] | None,
+            Field(
+                description="Agents that may take part (default: the whole team). Each agent's `routes` "
+                "decide whom it may hand to."
+            ),
+        ] = None,
+        context: Annotated[
+            str | None, Field(max_length=100_000, description="Background for the task.")
+        ] = None,
+        control: Annotated[
+            Literal["decentralized", "federated", "hierarchical"],
+            Field(
+                description="decentralized: routes as configured; federated: a route across groups must be "
+                "listed explicitly and only the handover note crosses the boundary."
+            ),
+        ] = "decentralized",
+        limits: LimitsArg = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """An agent takes the task and may transfer it to another agent (transfer_to_X) or ask one
+        (consult_X). Stops with the partial result and an explanation when handoffs loop (A->B->A->B) or pass
+        max_handoffs. Returns the final answer and the path of agents."""
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        members = check_members(rt, agents if agents is not None else rt.config.member_names())
+        check_members(rt, [agent], "agent")
+        if agent not in members:
+            members = [agent, *members]
+        check_task(task)
+        return await start_and_follow(
+            ctx,
+            "handoff",
+            task,
+            handoff(agent, task, members=members, context=context),
+            options={"agent": agent, "agents": members, "context": context},
+            control=control,
+            limits=limits,
+            wait_seconds=wait_seconds,
+        )
+
+    _ = run_handoff
