@@ -78,6 +78,28 @@ class AgentConfig(BaseModel):
         raise ValueError(f"expected {MODEL_FORMS} (got {value!r})")
 
 
+class McpServerConfig(BaseModel):
+    """A downstream MCP server whose tools agents may use (`[mcp_servers.NAME]`), started lazily."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = Field(None, description="Executable to start (stdio transport).")
+    args: list[str] = Field(default_factory=list, description="Arguments of `command`.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for `command`."
+    )
+    cwd: str | None = Field(None, description="Working directory of `command`.")
+    url: str | None = Field(None, description="Streamable HTTP endpoint, instead of `command`.")
+    timeout_s: float = Field(30.0, gt=0, le=3600, description="Seconds one tool call may take.")
+    startup_timeout_s: float = Field(20.0, gt=0, le=600, description="Seconds the server may take to start.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of `command` (stdio) or `url` (streamable HTTP)")
+        return self
+
+
 PATTERN_NAMES = ("sequential", "concurrent", "handoff", "group_chat", "magentic", "plan")
 
 
@@ -111,6 +133,15 @@ class TeamConfig(BaseModel):
     agents: dict[str, AgentConfig] = Field(..., description="The team, by name.")
     teams: dict[str, TeamSpec] = Field(
         default_factory=dict, description="Sub-teams usable as agents by a parent pattern (hierarchical)."
+    )
+    mcp_servers: dict[str, McpServerConfig] = Field(
+        default_factory=dict, description="Downstream MCP servers whose tools agents may be granted."
+    )
+    policy: str = Field(
+        "default", description="Policy preset (`default`, `strict`) or path to a policy file."
+    )
+    group_policies: dict[str, str] = Field(
+        default_factory=dict, description="Policy overriding the team's for the agents of a group."
     )
     limits: Limits = Field(default_factory=Limits, description="Default guardrail limits of every run.")
     default_model: str = Field(

@@ -13,9 +13,11 @@ from orchestration.guard import Budget
 from orchestration.models.base import Message, ModelProvider
 
 if TYPE_CHECKING:
+    from orchestration.agent_tools import GateSettings
     from orchestration.models.sampling import Sampler
     from orchestration.pending import PendingRequests
     from orchestration.step import AgentTool, StepResult
+    from orchestration.toolbox import Toolbox
 
 ProviderFactory = Callable[[str, AgentConfig, "RunContext"], ModelProvider]
 """Gives the provider that runs `agent` in a run: `(name, config, ctx) -> provider`."""
@@ -69,6 +71,10 @@ class RunContext:
     """Output of the last successful step: the partial result if the run is stopped."""
     pending: PendingRequests | None = None
     """Where the run asks the outside world (a human, the client) and waits for the answer."""
+    toolbox: Toolbox | None = None
+    """Downstream MCP servers whose tools agents may be granted."""
+    gate: Callable[[str], GateSettings] | None = None
+    """The policy gate of an agent's tool calls, by agent name."""
     _providers_cache: dict[str, ModelProvider] = field(default_factory=dict)
 
     # -- the team ----------------------------------------------------------------------------------

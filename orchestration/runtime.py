@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestration.approvals import Approvals
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
 from orchestration.audit.schema import now
@@ -31,6 +32,7 @@ from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequests
 from orchestration.providers import DefaultProviders
 from orchestration.step import StepFailed, new_id
+from orchestration.toolbox import Toolbox
 from policies.limits import Limits
 
 log = logging.getLogger("concertmaster")
@@ -59,6 +61,7 @@ class Runtime:
         self.audit = audit
         self.providers: ProviderFactory = providers or DefaultProviders()
         self.pending = PendingRequests(audit, on_change=self._wake)
+        self.toolbox = Toolbox(config.mcp_servers)
         self._active: dict[str, _Active] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._tg: TaskGroup | None = None
@@ -72,16 +75,35 @@ class Runtime:
         await self._mark_interrupted("the server stopped while the run was in progress")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self.toolbox.bind(self._tg)
+        self._tg.start_soon(self._poll_external_answers)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._stopping = True
+        self.toolbox.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
         if self._reader is not None:
             self._reader.close()
         self.audit.close()
+
+    async def _poll_external_answers(self, interval: float = 0.25) -> None:
+        """Pick up answers written by another process (the CLI approving an action) for our open requests."""
+        while True:
+            await anyio.sleep(interval)
+            if not self.pending.open_for() or self._reader is None:
+                continue
+            for row in self._reader.query(
+                "select id, response, channel, decided_by from pending_requests where status = 'answered'"
+            ):
+                if self.pending.get(row["id"]) is None:
+                    continue
+                response = json.loads(row["response"]) if row["response"] else None
+                await self.pending.resolve(
+                    row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
+                )
 
     async def _mark_interrupted(self, reason: str) -> None:
         """Runs left in progress by a previous process can't continue here: say so in the audit."""
@@ -134,6 +156,7 @@ class Runtime:
             control=control,
             listeners=self._listeners.setdefault(run_id, []),
             pending=self.pending,
+            toolbox=self.toolbox,
         )
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
         await self.audit.write(
@@ -305,6 +328,11 @@ class Runtime:
         if self._reader is None:
             raise ConcertmasterError("the runtime is not started")
         return self._reader
+
+    @property
+    def approvals(self) -> Approvals:
+        """Deciding on this runtime's pending approvals."""
+        return Approvals(self.pending, self.audit, self.reader)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row, or `RunNotFoundError`."""

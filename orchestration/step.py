@@ -108,6 +108,10 @@ async def run_step(
     try:
         await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
         provider = ctx.provider(agent_name)
+        if agent.tools and ctx.gate is not None:
+            from orchestration.agent_tools import tools_for
+
+            tools = [*tools, *await tools_for(ctx, agent_name, ctx.gate(agent_name))]
         tool_map = {t.spec.name: t for t in tools}
         messages = [*history, Message("user", prompt)]
         output, model, stopped_by, calls = "", None, None, 0

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
+from mcp.server.elicitation import AcceptedElicitation, DeclinedElicitation, render_elicitation_schema
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -19,13 +20,19 @@ from mcp_types import (
     CreateMessageRequestParams,
     CreateMessageResult,
     CreateMessageResultWithTools,
+    ElicitRequest,
+    ElicitRequestFormParams,
+    ElicitResult,
+    InputRequest,
     InputRequiredResult,
 )
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from orchestration.approvals import Choice
 from orchestration.errors import InvalidInputError, ProviderError
 from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequests
+from orchestration.runtime import Runtime
 
 MODERN_ERA = "2026-07-28"
 
@@ -39,6 +46,18 @@ def is_modern(ctx: Context[Any, Any]) -> bool:
 def client_offers_sampling(ctx: Context[Any, Any]) -> bool:
     caps = ctx.client_capabilities
     return caps is not None and caps.sampling is not None
+
+
+def client_offers_elicitation(ctx: Context[Any, Any]) -> bool:
+    caps = ctx.client_capabilities
+    return caps is not None and caps.elicitation is not None
+
+
+class ApprovalForm(BaseModel):
+    """What the user answers when asked to approve an action through elicitation."""
+
+    decision: Literal["approve", "deny"] = Field(description="Approve or deny this exact action.")
+    reason: str = Field("", description="Why (recorded in the audit).")
 
 
 class SessionSampler:
@@ -113,19 +132,44 @@ def sampler_for(ctx: Context[Any, Any], pending: PendingRequests, timeout: float
 def carry_pending(
     ctx: Context[Any, Any], pending: PendingRequests, run_id: str
 ) -> InputRequiredResult | None:
-    """On a modern connection, the run's open sampling requests as an `input_required` result (else None)."""
+    """On a modern connection, the run's open questions for the client as an `input_required` result:
+    sampling requests, and approvals when the client can elicit (else None)."""
     if not is_modern(ctx):
         return None
-    open_requests = pending.open_for(run_id, "sampling")
-    if not open_requests:
+    requests: dict[str, InputRequest] = {}
+    for r in pending.open_for(run_id, "sampling"):
+        requests[r.id] = CreateMessageRequest(params=CreateMessageRequestParams.model_validate(r.payload))
+    if client_offers_elicitation(ctx):
+        for r in pending.open_for(run_id, "approval"):
+            requests[r.id] = ElicitRequest(
+                params=ElicitRequestFormParams(
+                    message=r.payload["question"], requested_schema=render_elicitation_schema(ApprovalForm)
+                )
+            )
+    if not requests:
         return None
-    return InputRequiredResult(
-        input_requests={
-            r.id: CreateMessageRequest(params=CreateMessageRequestParams.model_validate(r.payload))
-            for r in open_requests
-        },
-        request_state=json.dumps({"run_id": run_id}),
-    )
+    return InputRequiredResult(input_requests=requests, request_state=json.dumps({"run_id": run_id}))
+
+
+async def elicit_approvals(ctx: Context[Any, Any], rt: Runtime, run_id: str) -> bool:
+    """On a 2025-era connection with elicitation, ask the user about the run's open approvals now.
+    True if a decision was made (the caller keeps waiting for the run)."""
+    if is_modern(ctx) or not client_offers_elicitation(ctx):
+        return False
+    decided = False
+    for request in rt.pending.open_for(run_id, "approval"):
+        result = await ctx.elicit(request.payload["question"], schema=ApprovalForm)
+        if isinstance(result, AcceptedElicitation):
+            choice, reason = result.data.decision, result.data.reason
+        elif isinstance(result, DeclinedElicitation):
+            choice, reason = "deny", "declined in the client"
+        else:
+            return decided  # dismissed: leave it pending for approve_action or the CLI
+        await rt.approvals.decide(
+            request.id, choice, reason, channel="elicitation", decided_by="user (elicitation)"
+        )
+        decided = True
+    return decided
 
 
 def state_run_id(ctx: Context[Any, Any]) -> str | None:
@@ -140,12 +184,18 @@ def state_run_id(ctx: Context[Any, Any]) -> str | None:
     return run_id if isinstance(run_id, str) else None
 
 
-async def accept_answers(ctx: Context[Any, Any], pending: PendingRequests) -> None:
+async def accept_answers(ctx: Context[Any, Any], rt: Runtime) -> None:
     """Hand the client's answers (a retried call's `input_responses`) to the runs waiting on them."""
+    pending = rt.pending
     for request_id, response in (ctx.input_responses or {}).items():
         request = pending.get(request_id)
-        if request is None or request.kind != "sampling":
+        if request is None:
             continue  # answered already (exactly once) or not ours: ignore the duplicate
+        if request.kind == "approval":
+            await _accept_elicited_approval(rt, request_id, response)
+            continue
+        if request.kind != "sampling":
+            continue
         try:
             if isinstance(response, CreateMessageResult | CreateMessageResultWithTools):
                 answer: Any = response
@@ -157,3 +207,25 @@ async def accept_answers(ctx: Context[Any, Any], pending: PendingRequests) -> No
             await pending.resolve(request_id, answer, channel="input_required")
         except InvalidInputError:
             continue
+
+
+async def _accept_elicited_approval(rt: Runtime, request_id: str, response: Any) -> None:
+    try:
+        result = response if isinstance(response, ElicitResult) else ElicitResult.model_validate(response)
+    except ValidationError:
+        return
+    if result.action == "cancel":
+        return  # dismissed: it stays pending for approve_action or the CLI
+    content = result.content or {}
+    choice: Choice = "deny"
+    if result.action == "accept":
+        if content.get("decision") not in ("approve", "deny"):
+            return
+        choice = "approve" if content.get("decision") == "approve" else "deny"
+    reason = str(content.get("reason") or ("declined in the client" if result.action == "decline" else ""))
+    try:
+        await rt.approvals.decide(
+            request_id, choice, reason, channel="elicitation", decided_by="user (elicitation)"
+        )
+    except InvalidInputError:
+        return  # refused and audited by decide()

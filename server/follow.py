@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult
 
 from server.app import state
-from server.bridge import accept_answers, carry_pending, is_modern, state_run_id
+from server.bridge import accept_answers, carry_pending, elicit_approvals, is_modern, state_run_id
 from server.schemas import PendingInfo, RunResult, run_result
 
 MAX_WAIT_SECONDS = 50.0
@@ -54,12 +55,16 @@ async def follow_run(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(forward)
-            wake = ("sampling",) if is_modern(ctx) else ()
-            run = await rt.wait(run_id, wait_seconds, wake_on_pending=wake)
+            deadline = anyio.current_time() + wait_seconds
+            while True:
+                wake = ("sampling", "approval") if is_modern(ctx) else ("approval",)
+                run = await rt.wait(run_id, max(deadline - anyio.current_time(), 0), wake_on_pending=wake)
+                carried = carry_pending(ctx, rt.pending, run_id)
+                if carried is not None or not await elicit_approvals(ctx, rt, run_id):
+                    break
             send.close()
     finally:
         unsubscribe()
-    carried = carry_pending(ctx, rt.pending, run_id)
     if carried is not None:
         return carried
     return describe_run(ctx, run)
@@ -69,10 +74,7 @@ def describe_run(ctx: Context[Any, Any], run: dict[str, Any]) -> RunResult:
     """A run row as a tool answer, with its step count, pending requests and latency."""
     rt = state(ctx).runtime
     steps = rt.reader.query("select count(*) as n from steps where run_id = ?", (run["id"],))[0]["n"]
-    pending = [
-        PendingInfo(request_id=r["id"], kind=r["kind"], created_at=r["created_at"])
-        for r in rt.reader.pending(run_id=run["id"])
-    ]
+    pending = [pending_info(r) for r in rt.reader.pending(run_id=run["id"])]
     started = _parse(run["started_at"])
     ended = _parse(run["ended_at"]) or datetime.now(UTC)
     latency = round((ended - started).total_seconds() * 1000, 1) if started else None
@@ -84,8 +86,21 @@ async def resume_followed(ctx: Context[Any, Any]) -> str | None:
     run_id = state_run_id(ctx)
     if run_id is None:
         return None
-    await accept_answers(ctx, state(ctx).runtime.pending)
+    await accept_answers(ctx, state(ctx).runtime)
     return run_id
+
+
+def pending_info(row: dict[str, Any]) -> PendingInfo:
+    """A pending request row as the tools describe it."""
+    payload = json.loads(row["payload"]) if row["kind"] == "approval" else {}
+    return PendingInfo(
+        request_id=row["id"],
+        kind=row["kind"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        question=payload.get("question"),
+        human_only=bool(payload.get("human_only")),
+    )
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -28,9 +28,35 @@ class UsageInfo(BaseModel):
 class PendingInfo(BaseModel):
     """Something the run is waiting for."""
 
-    request_id: str = Field(description="Id of the pending request.")
-    kind: str = Field(description="What is awaited: `sampling` (the client's model), `approval`, ...")
+    request_id: str = Field(description="Id of the pending request (for approvals: the action_id).")
+    kind: str = Field(description="What is awaited: `sampling` (the client's model), `approval` (a human).")
     created_at: str = Field(description="When it was asked (UTC).")
+    question: str | None = Field(None, description="For approvals: what to ask the user.")
+    expires_at: str | None = Field(None, description="When the request expires (UTC).")
+    human_only: bool = Field(
+        False, description="For approvals: only a human channel (elicitation, CLI) may decide."
+    )
+
+
+class ApprovalInfo(BaseModel):
+    """An action waiting for a human decision."""
+
+    action_id: str = Field(description="Pass it to approve_action.")
+    run_id: str
+    agent: str = Field(description="The agent that wants to act.")
+    tool: str = Field(description="The tool it wants to call (`server.tool`).")
+    arguments: dict[str, Any] = Field(description="The exact arguments; the decision is bound to them.")
+    reason: str = Field(description="Why the policy asks for approval.")
+    rule: str | None = Field(None, description="The policy rule that matched (null: the policy default).")
+    digest: str = Field(description="Digest of the exact tool and arguments the decision applies to.")
+    human_only: bool = Field(
+        description="True when only elicitation or the CLI may decide (not approve_action)."
+    )
+    expires_at: str | None = Field(None, description="When the request expires (UTC).")
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalInfo] = Field(description="Pending actions, oldest first.")
 
 
 class RunResult(BaseModel):
@@ -52,6 +78,13 @@ class RunResult(BaseModel):
     steps: int = Field(0, description="Agent steps so far.")
     pending: list[PendingInfo] = Field(default_factory=list, description="What the run is waiting for.")
     next: str | None = Field(None, description="What to do next, for runs still in progress.")
+
+
+class DecisionResult(BaseModel):
+    action_id: str
+    decision: str = Field(description="approve or deny")
+    run_id: str
+    run: RunResult | None = Field(None, description="The run after the decision (it resumes at once).")
 
 
 class RunSummary(BaseModel):
@@ -105,6 +138,16 @@ def run_result(
         )
         if any(p.kind == "sampling" for p in pending):
             hint += " It needs the client's model: the next get_run call carries that request."
+        approvals = [p for p in pending if p.kind == "approval"]
+        if approvals:
+            first = approvals[0]
+            how = (
+                f"the user must run `concertmaster approve {first.request_id}` (or deny) in a terminal"
+                if first.human_only
+                else f"ask the user, then call approve_action(action_id='{first.request_id}', decision='approve' "
+                "or 'deny', reason=...)"
+            )
+            hint = f"The run waits for a human decision. {first.question} To decide, {how}."
     return RunResult(
         run_id=run["id"],
         status=status,

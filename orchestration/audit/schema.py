@@ -157,10 +157,36 @@ def _v2_views(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3_approvals(db: sqlite_utils.Database) -> None:
+    """The `approvals` view: pending and decided actions, one row each, without reading JSON."""
+    db.create_view(
+        "approvals",
+        """
+        select p.id as action_id, p.run_id, p.step_id,
+               json_extract(p.payload, '$.agent') as agent,
+               json_extract(p.payload, '$.tool') as tool,
+               json_extract(p.payload, '$.arguments') as arguments,
+               json_extract(p.payload, '$.reason') as reason,
+               json_extract(p.payload, '$.rule') as rule,
+               json_extract(p.payload, '$.human_only') as human_only,
+               json_extract(p.payload, '$.digest') as digest,
+               case
+                 when p.status = 'pending' then 'pending'
+                 when json_extract(p.response, '$.decision') = 'approve' then 'approved'
+                 when json_extract(p.response, '$.decision') = 'deny' then 'denied'
+                 else p.status
+               end as status,
+               json_extract(p.response, '$.reason') as decision_reason,
+               p.channel, p.decided_by, p.created_at, p.resolved_at as decided_at, p.expires_at
+        from pending_requests p where p.kind = 'approval'
+        """,
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
-MIGRATIONS: list[Migration] = [_v1_core, _v2_views]
+MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

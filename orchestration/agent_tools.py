@@ -1,0 +1,117 @@
+"""An agent's granted MCP tools, each call gated: pinned definition, policy decision, human approval.
+
+The order matters and is the same for every call: the definition must still be the pinned one, then the
+policy decides (allow / require_approval / deny), then a required approval is awaited, and only then is the
+downstream tool called. A denied or unapproved tool is never called; the agent is told why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestration.approvals import request_approval
+from orchestration.context import RunContext
+from orchestration.errors import GuardrailTripped
+from orchestration.models.base import ToolSpec
+from orchestration.step import AgentTool, ToolCallContext, ToolOutcome
+from orchestration.toolbox import RemoteTool, ToolServerError
+
+
+class Ruling(Protocol):
+    """A policy decision, as the gate needs it."""
+
+    outcome: str  # allow | require_approval | deny
+    rule: str | None
+    reason: str
+    human_only: bool
+    approval_ttl_s: float
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How the policy of an agent treats its tool calls."""
+
+    decide: Callable[[str, RemoteTool, dict[str, Any]], Ruling]
+    """`(agent, tool, arguments) -> ruling`."""
+    stop_on_denied: bool = False
+    """End the run when a call is denied (else the agent is told and goes on)."""
+
+
+async def tools_for(ctx: RunContext, agent: str, gate: GateSettings) -> list[AgentTool]:
+    """The agent's granted downstream tools, gated. Empty when it has none (no server is started)."""
+    grants = ctx.agent(agent).tools
+    if not grants or ctx.toolbox is None:
+        return []
+    remote = await ctx.toolbox.granted_tools(grants)
+    return [_gated(ctx, tool, gate) for tool in remote]
+
+
+def _gated(ctx: RunContext, tool: RemoteTool, gate: GateSettings) -> AgentTool:
+    async def call(arguments: dict[str, Any], call_ctx: ToolCallContext) -> ToolOutcome:
+        assert ctx.toolbox is not None
+        changed = await ctx.toolbox.check_pin(tool)
+        if changed is not None:
+            await ctx.record(
+                "tool_definition_changed",
+                {"tool": tool.qualified, "detail": changed},
+                step_id=call_ctx.step_id,
+            )
+            return ToolOutcome(f"refused: {changed}; the tool is not used until the server is reviewed", True)
+        ruling = gate.decide(call_ctx.agent, tool, arguments)
+        await ctx.record(
+            "policy_decided",
+            {
+                "agent": call_ctx.agent,
+                "tool": tool.qualified,
+                "decision": ruling.outcome,
+                "rule": ruling.rule,
+                "reason": ruling.reason,
+            },
+            step_id=call_ctx.step_id,
+        )
+        if ruling.outcome == "deny":
+            if gate.stop_on_denied:
+                raise GuardrailTripped(
+                    "policy_denied", f"{tool.qualified} was denied by policy: {ruling.reason}"
+                )
+            return ToolOutcome(
+                f"denied by policy (rule {ruling.rule or 'default'}): {ruling.reason}",
+                True,
+                data={"decision": "deny"},
+            )
+        if ruling.outcome == "require_approval":
+            verdict = await request_approval(
+                ctx,
+                agent=call_ctx.agent,
+                tool=tool.qualified,
+                arguments=arguments,
+                reason=ruling.reason,
+                rule=ruling.rule,
+                human_only=ruling.human_only,
+                ttl_s=ruling.approval_ttl_s,
+                step_id=call_ctx.step_id,
+            )
+            if not verdict.approved:
+                if gate.stop_on_denied:
+                    raise GuardrailTripped(
+                        "approval_denied", f"{tool.qualified} was not approved: {verdict.reason}"
+                    )
+                return ToolOutcome(
+                    f"not approved ({verdict.channel}): {verdict.reason or 'denied'}; do not try it again",
+                    True,
+                    data={"decision": "denied", "channel": verdict.channel},
+                )
+        t0 = time.perf_counter()
+        try:
+            text, is_error = await ctx.toolbox.call(tool, arguments)
+        except ToolServerError as exc:
+            return ToolOutcome(exc.message, True, data={"server_error": True})
+        return ToolOutcome(
+            text, is_error, data={"tool_latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
+        )
+
+    spec = ToolSpec(tool.model_name, tool.description or tool.qualified, tool.input_schema)
+    return AgentTool(spec, call)
