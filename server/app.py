@@ -104,9 +104,10 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
     )
-    from server import pattern_tools, resources, tools
+    from server import approval_tools, pattern_tools, resources, tools
 
     tools.register(server, team)
     pattern_tools.register(server)
+    approval_tools.register(server)
     resources.register(server)
     return server

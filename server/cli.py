@@ -8,7 +8,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--status")
     show = sub.add_parser("show", parents=[common], help="one run with its steps and events")
     show.add_argument("run_id")
+    sub.add_parser("approvals", parents=[common], help="actions waiting for a human decision")
+    for verb in ("approve", "deny"):
+        decide = sub.add_parser(verb, parents=[common], help=f"{verb} a pending action (as the human)")
+        decide.add_argument("action_id")
+        decide.add_argument("--reason", default="", help="why (recorded in the audit)")
     audit = sub.add_parser("audit", parents=[common], help="audit commands")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
     audit_sub.add_parser("verify", parents=[common], help="check the hash chain of the audit log")
@@ -90,6 +95,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _runs(settings, args.limit, args.status)
     if command == "show":
         return _show(settings, args.run_id)
+    if command == "approvals":
+        return _approvals(settings)
+    if command in ("approve", "deny"):
+        return _decide(settings, args.action_id, command, args.reason)
     if command == "audit":
         return _verify(settings)
     if command == "config":
@@ -138,6 +147,29 @@ def _show(settings: Settings, run_id: str) -> int:
         steps = reader.steps(run_id)
         events = reader.events(run_id)
     print(json.dumps({"run": run, "steps": steps, "events": events}, indent=2, default=str))
+    return 0
+
+
+def _approvals(settings: Settings) -> int:
+    with AuditReader(settings.db) as reader:
+        rows = reader.pending(kind="approval")
+    if not rows:
+        print("no actions are waiting for approval")
+        return 0
+    for row in rows:
+        payload = json.loads(row["payload"])
+        print(f"{row['id']}  run {row['run_id']}  expires {row['expires_at'] or 'never'}")
+        print(f"  {payload['question']}")
+        print(f"  digest {payload['digest']}{'  (human only)' if payload.get('human_only') else ''}")
+    return 0
+
+
+def _decide(settings: Settings, action_id: str, verb: str, reason: str) -> int:
+    from orchestration.approvals import decide_from_cli
+
+    choice: Literal["approve", "deny"] = "approve" if verb == "approve" else "deny"
+    decide_from_cli(settings.db, action_id, choice, reason)
+    print(f"{verb}d {action_id}; a running server picks the decision up within a second")
     return 0
 
 
