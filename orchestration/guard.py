@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from orchestration.errors import GuardrailTripped
-from orchestration.models.base import ModelResponse
+from orchestration.models.base import ModelRequest, ModelResponse
 from policies.limits import Limits
 
 
@@ -28,6 +28,12 @@ class Budget:
     """Input + output tokens reported by every model call."""
     cost_usd: float = 0.0
     """Cost of every priced model call."""
+    calls: int = 0
+    """Model calls made."""
+    output_tokens: int = 0
+    """Output tokens of every model call (for the projection of the next reply)."""
+    on_budget: str = "stop"
+    """What a spent budget does: `stop` the run, or `ask` a human to extend it (from the policy)."""
     started: float = field(default_factory=anyio.current_time)
     """Loop time the run started, for the run timeout."""
 
@@ -42,18 +48,34 @@ class Budget:
             raise GuardrailTripped("max_steps", f"the run took {self.steps} steps, its limit (max_steps)")
         self.check_spend()
 
-    def check_spend(self) -> None:
-        """Raise `GuardrailTripped` if the token or USD budget is spent."""
+    def check_spend(self, projected_tokens: int = 0, projected_cost: float = 0.0) -> None:
+        """Raise `GuardrailTripped` if the token or USD budget is spent, or would be by a call projected to use
+        `projected_tokens` and cost `projected_cost` (the reservation made before each model call)."""
         lim = self.limits
-        if lim.max_tokens is not None and self.tokens >= lim.max_tokens:
+        if lim.max_tokens is not None and self.tokens + projected_tokens > lim.max_tokens:
             raise GuardrailTripped(
-                "max_tokens", f"the run used {self.tokens} tokens, its budget is max_tokens={lim.max_tokens}"
+                "max_tokens",
+                f"the run used {self.tokens} tokens and the next call needs about {projected_tokens}; "
+                f"its budget is max_tokens={lim.max_tokens}",
             )
-        if lim.max_cost_usd is not None and self.cost_usd >= lim.max_cost_usd:
+        if lim.max_cost_usd is not None and self.cost_usd + projected_cost > lim.max_cost_usd:
             raise GuardrailTripped(
                 "max_cost_usd",
-                f"the run cost ${self.cost_usd:.4f}, its budget is max_cost_usd=${lim.max_cost_usd}",
+                f"the run cost ${self.cost_usd:.4f} and the next call about ${projected_cost:.4f}; "
+                f"its budget is max_cost_usd=${lim.max_cost_usd}",
             )
+
+    def projected_tokens(self, request: ModelRequest) -> int:
+        """What the next call will likely use: its prompt (4 characters a token) plus the run's average reply."""
+        chars = len(request.system) + sum(
+            len(m.text) + sum(len(r.content) for r in m.tool_results) for m in request.messages
+        )
+        average_reply = self.output_tokens // self.calls if self.calls else 0
+        return chars // 4 + average_reply
+
+    def average_cost(self) -> float:
+        """Mean cost of the run's priced calls so far (0 before the first)."""
+        return self.cost_usd / self.calls if self.calls else 0.0
 
     def add_handoff(self) -> None:
         """Count a handoff, raising `GuardrailTripped` past `max_handoffs`."""
@@ -65,6 +87,8 @@ class Budget:
 
     def spend(self, response: ModelResponse) -> None:
         """Add one model call's usage."""
+        self.calls += 1
+        self.output_tokens += response.usage.output_tokens or 0
         self.tokens += (response.usage.input_tokens or 0) + (response.usage.output_tokens or 0)
         self.cost_usd += response.cost_usd or 0.0
 

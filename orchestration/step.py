@@ -104,7 +104,7 @@ async def run_step(
     step_id = new_id("step")
     started = now()
     t0 = time.perf_counter()
-    remaining = max(ctx.budget.remaining_seconds(), 0.001)
+    remaining = ctx.budget.limits.step_timeout_s
     try:
         await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
         provider = ctx.provider(agent_name)
@@ -115,9 +115,8 @@ async def run_step(
         tool_map = {t.spec.name: t for t in tools}
         messages = [*history, Message("user", prompt)]
         output, model, stopped_by, calls = "", None, None, 0
-        with anyio.fail_after(min(ctx.budget.limits.step_timeout_s, remaining)):
-            while True:
-                ctx.budget.check_spend()
+        while True:
+            if True:  # one model call (+ its tool calls) per loop
                 request = ModelRequest(
                     system=agent.instructions,
                     messages=tuple(messages),
@@ -126,8 +125,12 @@ async def run_step(
                     agent=agent_name,
                     run_id=ctx.run_id,
                 )
+                await reserve_budget(ctx, request, step_id)
                 call_started = time.perf_counter()
-                response = await provider.complete(request)
+                # the step timeout bounds the agent's own work; a wait for a human (approval) is not counted
+                remaining = max(min(ctx.budget.limits.step_timeout_s, ctx.budget.remaining_seconds()), 0.001)
+                with anyio.fail_after(remaining):
+                    response = await provider.complete(request)
                 await _record_model_call(
                     ctx, step_id, agent_name, response, time.perf_counter() - call_started
                 )
@@ -172,6 +175,39 @@ async def run_step(
     if output:
         ctx.partial = output
     return StepResult(step_id, agent_name, output, model, stopped_by=stopped_by)
+
+
+async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -> None:
+    """Before a model call, reserve its projected usage; past a budget, stop or (policy `on_budget = "ask"`)
+    pause the run for a human to extend it."""
+    projected = ctx.budget.projected_tokens(request)
+    try:
+        ctx.budget.check_spend(projected_tokens=projected, projected_cost=ctx.budget.average_cost())
+    except GuardrailTripped as exc:
+        if ctx.budget.on_budget != "ask" or ctx.pending is None:
+            raise
+        from orchestration.approvals import request_approval
+
+        limit, current = exc.limit, getattr(ctx.budget.limits, exc.limit)
+        verdict = await request_approval(
+            ctx,
+            agent=request.agent,
+            tool="budget.extend",
+            arguments={"limit": limit, "extend_by": current},
+            reason=f"{exc.message}; extend {limit} by {current} (to {current * 2})?",
+            rule="on_budget",
+            human_only=False,
+            ttl_s=ctx.budget.limits.run_timeout_s,
+            step_id=step_id,
+        )
+        if not verdict.approved:
+            raise GuardrailTripped(limit, f"{exc.message}; the extension was not approved") from None
+        ctx.budget.limits = ctx.budget.limits.merged(**{limit: current * 2})
+        await ctx.record(
+            "budget_extended",
+            {"limit": limit, "to": current * 2, "channel": verdict.channel},
+            step_id=step_id,
+        )
 
 
 async def _start(
