@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from orchestration.approvals import request_approval
 from orchestration.context import RunContext
@@ -18,23 +18,14 @@ from orchestration.errors import GuardrailTripped
 from orchestration.models.base import ToolSpec
 from orchestration.step import AgentTool, ToolCallContext, ToolOutcome
 from orchestration.toolbox import RemoteTool, ToolServerError
-
-
-class Ruling(Protocol):
-    """A policy decision, as the gate needs it."""
-
-    outcome: str  # allow | require_approval | deny
-    rule: str | None
-    reason: str
-    human_only: bool
-    approval_ttl_s: float
+from policies.engine import Decision
 
 
 @dataclass(frozen=True)
 class GateSettings:
     """How the policy of an agent treats its tool calls."""
 
-    decide: Callable[[str, RemoteTool, dict[str, Any]], Ruling]
+    decide: Callable[[str, RemoteTool, dict[str, Any]], Decision]
     """`(agent, tool, arguments) -> ruling`."""
     stop_on_denied: bool = False
     """End the run when a call is denied (else the agent is told and goes on)."""

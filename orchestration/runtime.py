@@ -27,6 +27,7 @@ from orchestration.errors import (
     InvalidInputError,
     RunNotFoundError,
 )
+from orchestration.governance import PolicyBook
 from orchestration.guard import Budget
 from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequests
@@ -62,6 +63,9 @@ class Runtime:
         self.providers: ProviderFactory = providers or DefaultProviders()
         self.pending = PendingRequests(audit, on_change=self._wake)
         self.toolbox = Toolbox(config.mcp_servers)
+        self.policies = PolicyBook(config)
+        self.limits = self.policies.limits()
+        self.on_budget = self.policies.team_policy().on_budget
         self._active: dict[str, _Active] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._tg: TaskGroup | None = None
@@ -145,18 +149,19 @@ class Runtime:
         if self._tg is None:
             raise ConcertmasterError("the runtime is not started; use `async with Runtime(...)`")
         run_id = new_id("run")
-        limits = limits or self.config.limits
+        limits = limits or self.limits
         ctx = RunContext(
             run_id=run_id,
             config=self.config,
             audit=self.audit,
-            budget=Budget(limits),
+            budget=Budget(limits, on_budget=self.on_budget),
             providers=self.providers,
             sampler=sampler,
             control=control,
             listeners=self._listeners.setdefault(run_id, []),
             pending=self.pending,
             toolbox=self.toolbox,
+            gate=self.policies.gate,
         )
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
         await self.audit.write(

@@ -17,6 +17,7 @@ from orchestration.audit.log import AuditLog
 from orchestration.config import TeamConfig, describe_validation_error, load_config
 from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError
+from orchestration.governance import PolicyBook
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server.settings import Settings
@@ -48,9 +49,19 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except ConcertmasterError as exc:
-            raise ToolError(Redactor().text(f"{exc.message}")) from None
+            raise ToolError(_redactor(args).text(exc.message)) from None
 
     return wrapper
+
+
+def _redactor(args: tuple[Any, ...]) -> Redactor:
+    """The audit's redactor (with the policy's extra rules) when the call's context is at hand."""
+    for arg in args:
+        if isinstance(arg, Context):
+            value = arg.request_context.lifespan_context
+            if isinstance(value, AppState):
+                return value.runtime.audit.redactor
+    return Redactor()
 
 
 def state(ctx: Context[Any, Any]) -> AppState:
@@ -91,9 +102,11 @@ def build_server(
     """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
     team = config or load_config(settings.config)
 
+    redactor = PolicyBook(team).redactor()  # also proves the policies load before the server starts
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with Runtime(team, AuditLog(settings.db), providers=providers) as runtime:
+        async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
             yield AppState(runtime, settings)
 
     server = ConcertmasterServer(

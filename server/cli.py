@@ -15,7 +15,9 @@ import anyio
 from orchestration.audit.read import AuditReader, verify_chain
 from orchestration.config import DEFAULT_TEAM_FILE, load_config
 from orchestration.errors import ConcertmasterError
+from orchestration.governance import PolicyBook
 from orchestration.providers import has_api_key
+from policies.load import describe as describe_policy
 from server.settings import Settings, db_path
 
 DEMO_TEAM = DEFAULT_TEAM_FILE.with_name("demo_team.toml")
@@ -204,5 +206,14 @@ def _config_check(settings: Settings) -> int:
     ]
     for name, agent in config.agents.items():
         lines.append(f"  {name:<14} model={agent.model:<28} {agent.description[:60]}")
+    book = PolicyBook(config)
+    lines.append("effective limits: " + ", ".join(f"{k}={v}" for k, v in book.limits().model_dump().items()))
+    for name, agent in config.agents.items():
+        grants = ", ".join(agent.tools) or "none"
+        lines.append(f"agent {name} (group {agent.group or '-'}; tools: {grants})")
+        lines.append("  " + describe_policy(book.for_agent(name)).replace("\n", "\n  "))
+    for server_name, server in config.mcp_servers.items():
+        target = server.url or " ".join([server.command or "", *server.args])
+        lines.append(f"mcp server {server_name}: {target} (started on first use)")
     print("\n".join(str(line) for line in lines))
     return 0

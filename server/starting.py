@@ -103,8 +103,8 @@ def check_member(rt: Runtime, name: str | None) -> str | None:
 def limits_for(rt: Runtime, overrides: LimitOverrides | None) -> Limits:
     """The configured limits with this call's overrides applied."""
     if overrides is None:
-        return rt.config.limits
-    return rt.config.limits.merged(**overrides.model_dump())
+        return rt.limits
+    return rt.limits.merged(**overrides.model_dump())
 
 
 async def followed_retry(

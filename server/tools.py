@@ -62,7 +62,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
             run_id="probe",
             config=rt.config,
             audit=rt.audit,
-            budget=Budget(rt.config.limits),
+            budget=Budget(rt.limits),
             providers=rt.providers,
             sampler=sampler,
         )
