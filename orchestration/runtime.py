@@ -281,17 +281,22 @@ class Runtime:
             active.wake.set()
 
     async def wait(
-        self, run_id: str, seconds: float, *, wake_on_pending: tuple[str, ...] = ()
+        self,
+        run_id: str,
+        seconds: float,
+        *,
+        wake_on_pending: tuple[str, ...] = (),
+        known: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """Wait up to `seconds` for the run to end, or for a pending request of a kind in `wake_on_pending`;
-        then return its row."""
+        """Wait up to `seconds` for the run to end, or for a pending request of a kind in `wake_on_pending`
+        other than the `known` ones; then return its row."""
         run = self.get_run(run_id)
         active = self._active.get(run_id)
         if active is not None:
             with anyio.move_on_after(max(seconds, 0)):
                 while not active.done.is_set():
                     if wake_on_pending and any(
-                        r.kind in wake_on_pending for r in self.pending.open_for(run_id)
+                        r.kind in wake_on_pending and r.id not in known for r in self.pending.open_for(run_id)
                     ):
                         break
                     if active.wake.is_set():

@@ -11,7 +11,14 @@ from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult
 
 from server.app import state
-from server.bridge import accept_answers, carry_pending, elicit_approvals, is_modern, state_run_id
+from server.bridge import (
+    accept_answers,
+    carry_pending,
+    client_offers_elicitation,
+    elicit_approvals,
+    is_modern,
+    state_run_id,
+)
 from server.schemas import PendingInfo, RunResult, run_result
 
 MAX_WAIT_SECONDS = 50.0
@@ -56,9 +63,16 @@ async def follow_run(
         async with anyio.create_task_group() as tg:
             tg.start_soon(forward)
             deadline = anyio.current_time() + wait_seconds
+            # approvals already reported to this client don't end the wait again: it waits for the decision
+            known = frozenset(r.id for r in rt.pending.open_for(run_id, "approval"))
             while True:
                 wake = ("sampling", "approval") if is_modern(ctx) else ("approval",)
-                run = await rt.wait(run_id, max(deadline - anyio.current_time(), 0), wake_on_pending=wake)
+                run = await rt.wait(
+                    run_id,
+                    max(deadline - anyio.current_time(), 0),
+                    wake_on_pending=wake,
+                    known=known if not client_offers_elicitation(ctx) else frozenset(),
+                )
                 carried = carry_pending(ctx, rt.pending, run_id)
                 if carried is not None or not await elicit_approvals(ctx, rt, run_id):
                     break

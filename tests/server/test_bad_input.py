@@ -45,7 +45,10 @@ BAD_CALLS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "delegate_task",
         {"agent": "writer", "task": "t", "priority": "high"},
-        ["unknown argument(s) 'priority'", "valid arguments: agent, allow_handoffs, context, task, wait_seconds"],
+        [
+            "unknown argument(s) 'priority'",
+            "valid arguments: agent, allow_handoffs, context, task, wait_seconds",
+        ],
     ),
     (
         "delegate_task",
