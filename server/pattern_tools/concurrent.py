@@ -1,0 +1,85 @@
+"""run_concurrent: agents answer the same task in parallel; the answers are reconciled by a rule."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import Field, ValidationError
+
+from orchestration.config import describe_validation_error
+from orchestration.errors import InvalidInputError
+from orchestration.patterns.concurrent import ConcurrentOptions, concurrent
+from server.app import state, tool_errors
+from server.schemas import RunResult
+from server.starting import (
+    RUN_STARTER,
+    Control,
+    LimitsArg,
+    Members,
+    Task,
+    WaitSeconds,
+    check_member,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.tool(title="Run agents in parallel and reconcile", annotations=RUN_STARTER)
+    @tool_errors
+    async def run_concurrent(
+        ctx: Context[Any, Any],
+        agents: Members,
+        task: Task,
+        reconcile: Annotated[
+            Literal["all", "majority", "confidence", "judge"],
+            Field(
+                description="all: every answer; majority: vote on normalised answers (a tie is a "
+                "disagreement); confidence: each agent states one, highest wins; judge: a judge agent decides."
+            ),
+        ] = "all",
+        judge: Annotated[
+            str | None, Field(max_length=64, description="Judge agent, for judge rules.")
+        ] = None,
+        threshold: Annotated[float, Field(ge=0, le=1, description="Lowest winning confidence.")] = 0.5,
+        on_disagreement: Annotated[
+            Literal["judge", "fail", "escalate"],
+            Field(
+                description="judge: the judge settles it; fail: stop with every answer; escalate: a human "
+                "accepts the leading answer or not (approval channels)."
+            ),
+        ] = "fail",
+        control: Control = None,
+        limits: LimitsArg = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """Agents answer the same task at the same time (N agents take about as long as the slowest one); their
+        answers are reconciled by `reconcile`, and a disagreement is settled by `on_disagreement`."""
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        members = check_members(rt, agents)
+        check_member(rt, judge)
+        check_task(task)
+        try:
+            options = ConcurrentOptions(
+                reconcile=reconcile, judge=judge, threshold=threshold, on_disagreement=on_disagreement
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
+        return await start_and_follow(
+            ctx,
+            "concurrent",
+            task,
+            concurrent(members, task, options),
+            options={"agents": members, **options.model_dump()},
+            control=control,
+            limits=limits,
+            wait_seconds=wait_seconds,
+        )
+
+    _ = run_concurrent
