@@ -1,0 +1,89 @@
+"""start_group_chat: a discussion among agents on a shared transcript, bounded by max_turns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import Field, ValidationError
+
+from orchestration.config import describe_validation_error
+from orchestration.errors import InvalidInputError
+from orchestration.patterns.group_chat import GroupChatOptions, group_chat
+from server.app import state, tool_errors
+from server.schemas import RunResult
+from server.starting import (
+    RUN_STARTER,
+    Control,
+    LimitsArg,
+    Members,
+    Task,
+    WaitSeconds,
+    check_member,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.tool(title="Start a group chat", annotations=RUN_STARTER)
+    @tool_errors
+    async def start_group_chat(
+        ctx: Context[Any, Any],
+        agents: Members,
+        topic: Task,
+        max_turns: Annotated[
+            int | None, Field(ge=1, le=100, description="Turns before the chat is resolved.")
+        ] = None,
+        speaker_selection: Annotated[
+            Literal["round_robin", "manager"],
+            Field(description="round_robin, or manager: the manager picks."),
+        ] = "round_robin",
+        manager: Annotated[str | None, Field(max_length=64, description="The chat manager agent.")] = None,
+        termination_phrase: Annotated[
+            str, Field(min_length=1, max_length=64, description="A message containing it ends the chat.")
+        ] = "TERMINATE",
+        resolution: Annotated[
+            Literal["summarize", "last_proposal"] | None,
+            Field(description="At max_turns: the manager summarises, or the last proposal stands."),
+        ] = None,
+        control: Control = None,
+        limits: LimitsArg = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """Agents discuss the topic on a shared transcript (under federated control each group sees only its own
+        messages and what is shared with `SHARE:`). Ends on the manager's conclusion, the termination phrase, or
+        max_turns (then status `stopped` with the default resolution as output)."""
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        members = check_members(rt, agents)
+        if len(members) < 2:
+            raise InvalidInputError("agents: a group chat needs at least 2 participants")
+        check_member(rt, manager)
+        check_task(topic, "topic")
+        try:
+            options = GroupChatOptions(
+                max_turns=max_turns,
+                speaker_selection=speaker_selection,
+                manager=manager,
+                termination_phrase=termination_phrase,
+                resolution=resolution,
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
+        return await start_and_follow(
+            ctx,
+            "group_chat",
+            topic,
+            group_chat(members, topic, options),
+            options={"agents": members, **options.model_dump()},
+            control=control,
+            limits=limits,
+            wait_seconds=wait_seconds,
+        )
+
+    _ = start_group_chat
