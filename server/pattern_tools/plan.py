@@ -1,0 +1,92 @@
+"""plan_and_execute: a planner writes an explicit plan, executors run it as a DAG, an evaluator scores it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import Field, ValidationError
+
+from orchestration.config import describe_validation_error
+from orchestration.errors import InvalidInputError
+from orchestration.patterns.plan import PlanOptions, plan_and_execute
+from server.app import state, tool_errors
+from server.schemas import RunResult
+from server.starting import (
+    RUN_STARTER,
+    Control,
+    LimitsArg,
+    Task,
+    WaitSeconds,
+    check_member,
+    check_members,
+    check_task,
+    followed_retry,
+    start_and_follow,
+)
+
+
+def register(server: MCPServer[Any]) -> None:
+    @server.tool(name="plan_and_execute", title="Plan, execute, evaluate, replan", annotations=RUN_STARTER)
+    @tool_errors
+    async def plan_and_execute_tool(
+        ctx: Context[Any, Any],
+        goal: Task,
+        agents: Annotated[
+            list[str] | None,
+            Field(description="Executors (default: every agent but the planner and evaluator)."),
+        ] = None,
+        planner: Annotated[
+            str | None, Field(max_length=64, description="Planner agent (default: `planner`).")
+        ] = None,
+        evaluator: Annotated[
+            str | None, Field(max_length=64, description="Evaluator agent (optional).")
+        ] = None,
+        threshold: Annotated[float, Field(ge=0, le=1, description="Lowest passing evaluator score.")] = 0.7,
+        max_replans: Annotated[int, Field(ge=0, le=10, description="Plan revisions after a low score.")] = 2,
+        dry_run: Annotated[bool, Field(description="Return the plan and its estimated cost only.")] = False,
+        control: Control = None,
+        limits: LimitsArg = None,
+        wait_seconds: WaitSeconds = None,
+    ) -> RunResult | InputRequiredResult:
+        """The planner returns a plan (subtasks, the agent for each, dependencies); it is validated (a bad plan
+        is asked for again once) and run as a DAG, independent subtasks in parallel; an optional evaluator
+        scores the result and the planner revises up to max_replans. dry_run returns the plan and its cost."""
+        if (followed := await followed_retry(ctx, wait_seconds)) is not None:
+            return followed
+        rt = state(ctx).runtime
+        lead = planner or ("planner" if "planner" in rt.config.member_names() else None)
+        if lead is None:
+            raise InvalidInputError(
+                "planner: name the planner agent (the team has no agent called 'planner')"
+            )
+        check_member(rt, lead)
+        check_member(rt, evaluator)
+        default = [a for a in rt.config.agents if a not in (lead, evaluator)]
+        executors = check_members(rt, agents if agents is not None else default)
+        if not executors:
+            raise InvalidInputError("agents: the plan needs at least one executor besides the planner")
+        check_task(goal, "goal")
+        try:
+            options = PlanOptions(
+                planner=lead,
+                evaluator=evaluator,
+                threshold=threshold,
+                max_replans=max_replans,
+                dry_run=dry_run,
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(exc)) from None
+        return await start_and_follow(
+            ctx,
+            "plan",
+            goal,
+            plan_and_execute(goal, executors, options),
+            options={"agents": executors, **options.model_dump()},
+            control=control,
+            limits=limits,
+            wait_seconds=wait_seconds,
+        )
+
+    _ = plan_and_execute_tool
