@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +48,50 @@ class Write:
     events: Sequence[Event] = ()
 
 
+Outcome = list[int] | BaseException
+
+
 @dataclass
 class _Job:
     write: Write
-    future: Future[list[int]] = field(default_factory=Future)
+    future: Future[list[int]] | None = None
+    """Set for blocking callers (the CLI)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[list[int]] | None = None
+    """Set for async callers: resolved on their own loop."""
 
 
-def _settle(future: Future[list[int]], outcome: list[int] | BaseException) -> None:
+def _settle_waiter(waiter: asyncio.Future[list[int]], outcome: Outcome) -> None:
     # A caller cancelled while waiting has already given up on the answer; its write still committed.
-    if future.cancelled():
+    if waiter.done():
         return
     if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
+        waiter.set_exception(outcome)
     else:
-        future.set_result(outcome)
+        waiter.set_result(outcome)
+
+
+def _settle_many(items: list[tuple[asyncio.Future[list[int]], Outcome]]) -> None:
+    for waiter, outcome in items:
+        _settle_waiter(waiter, outcome)
+
+
+def _settle(results: list[tuple[_Job, Outcome]]) -> None:
+    """Hand each job its outcome: one wake-up per event loop for the whole batch, not one per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Outcome]]] = {}
+    for job, outcome in results:
+        if job.future is not None and not job.future.cancelled():
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+        if job.loop is not None and job.waiter is not None:
+            by_loop.setdefault(job.loop, []).append((job.waiter, outcome))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_many, items)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is waiting any more
 
 
 def canonical(payload: Any) -> str:
@@ -140,17 +170,25 @@ class AuditLog:
         self.close()
 
     # -- writing -----------------------------------------------------------------------------------
-    def submit(self, write: Write) -> Future[list[int]]:
-        """Queue a write; the future resolves to the new events' sequence numbers."""
+    def _check_open(self) -> None:
         if self._thread is None or self._closed:
             raise AuditError("the audit log is closed; nothing can be recorded")
-        job = _Job(write)
+
+    def submit(self, write: Write) -> Future[list[int]]:
+        """Queue a write; the future resolves to the new events' sequence numbers."""
+        self._check_open()
+        job = _Job(write, future=Future())
         self._queue.put(job)
+        assert job.future is not None
         return job.future
 
     async def write(self, write: Write) -> list[int]:
         """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
-        return await asyncio.wrap_future(self.submit(write))
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[int]] = loop.create_future()
+        self._queue.put(_Job(write, loop=loop, waiter=waiter))
+        return await waiter
 
     async def event(
         self,
@@ -193,32 +231,37 @@ class AuditLog:
                 return
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        results: list[tuple[_Job, list[int] | BaseException]] = []
+        """Commit the batch in one transaction; if any write fails, redo each write in its own so that only
+        the bad one fails (failures are bugs, so the fast path has no savepoints)."""
+        try:
+            _settle(self._transaction(conn, batch))
+        except sqlite3.Error as exc:
+            if len(batch) == 1:
+                _settle([(batch[0], AuditError(f"audit write failed: {exc}"))])
+                return
+            results: list[tuple[_Job, Outcome]] = []
+            for job in batch:
+                try:
+                    results += self._transaction(conn, [job])
+                except sqlite3.Error as one:
+                    results.append((job, AuditError(f"audit write failed: {one}")))
+            _settle(results)
+
+    def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Outcome]]:
         try:
             conn.execute("begin immediate")
             head_seq, head_hash = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
-            for job in batch:
-                conn.execute("savepoint job")
-                try:
-                    seqs, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
-                except sqlite3.Error as exc:
-                    conn.execute("rollback to job")
-                    conn.execute("release job")
-                    results.append((job, AuditError(f"audit write failed: {exc}")))
-                    continue
-                conn.execute("release job")
+            results: list[tuple[_Job, Outcome]] = []
+            for job in jobs:
+                seqs, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
                 results.append((job, seqs))
             conn.execute("update audit_head set seq = ?, hash = ? where id = 1", (head_seq, head_hash))
             conn.execute("commit")
-        except sqlite3.Error as exc:
+            return results
+        except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("rollback")
-            error = AuditError(f"audit database {self.path} could not be written: {exc}")
-            for job in batch:
-                _settle(job.future, error)
-            return
-        for job, outcome in results:
-            _settle(job.future, outcome)
+            raise
 
     def _apply(
         self, conn: sqlite3.Connection, write: Write, seq: int, prev: str

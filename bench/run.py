@@ -1,0 +1,285 @@
+"""concertmaster benchmarks: orchestration overhead as ratios against an ideal, all in one run.
+
+    python bench/run.py            # full run (a few minutes)
+    python bench/run.py --quick    # smaller sizes (under a minute)
+
+Prints a markdown table and writes bench/results.json. Nothing here is asserted: the numbers are for reading.
+The model is the scripted one with a fixed latency, so what is measured is what concertmaster adds around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestration.approvals import request_approval  # noqa: E402
+from orchestration.audit.log import AuditLog, Event, Write  # noqa: E402
+from orchestration.config import TeamConfig  # noqa: E402
+from orchestration.context import Outcome, RunContext  # noqa: E402
+from orchestration.models.base import Message, ModelRequest  # noqa: E402
+from orchestration.models.scripted import ScriptedModel  # noqa: E402
+from orchestration.patterns.concurrent import ConcurrentOptions, concurrent  # noqa: E402
+from orchestration.patterns.delegate import delegate  # noqa: E402
+from orchestration.patterns.group_chat import GroupChatOptions, group_chat  # noqa: E402
+from orchestration.patterns.plan import PlanOptions, plan_and_execute  # noqa: E402
+from orchestration.patterns.sequential import sequential  # noqa: E402
+from orchestration.runtime import Runtime  # noqa: E402
+from policies.engine import Action, evaluate  # noqa: E402
+from policies.limits import Limits  # noqa: E402
+from policies.load import load_policy  # noqa: E402
+
+ROWS: list[dict[str, Any]] = []
+
+
+def row(name: str, ours: float, ideal: float, unit: str, note: str = "") -> None:
+    ROWS.append({"benchmark": name, "ours": round(ours, 3), "reference": round(ideal, 3), "unit": unit,
+                 "ratio": round(ours / ideal, 3) if ideal else None, "note": note})
+    print(f"  {name}: {ours:.3f} vs {ideal:.3f} {unit} (x{ours / ideal:.2f}) {note}" if ideal else
+          f"  {name}: {ours:.3f} {unit} {note}", flush=True)
+
+
+def team(names: list[str], latency_ms: float = 0.0) -> TeamConfig:
+    return TeamConfig.model_validate({
+        "agents": {n: {"description": n, "instructions": f"You are {n}.", "model": "scripted",
+                       "scripted": {"latency_ms": latency_ms}} for n in names},
+        "limits": {"max_steps": 10_000, "max_turns": 1_000, "run_timeout_s": 3_600},
+    })
+
+
+def fresh_db() -> Path:
+    return Path(tempfile.mkdtemp(prefix="cm-bench-")) / "audit.db"
+
+
+async def run_body(config: TeamConfig, body: Callable[[RunContext], Awaitable[Outcome]], *,
+                   model: ScriptedModel, limits: Limits | None = None) -> tuple[float, dict[str, Any]]:
+    async with Runtime(config, AuditLog(fresh_db()), providers=lambda n, a, c: model) as rt:
+        started = time.perf_counter()
+        run_id = await rt.start_run("bench", "bench", body, limits=limits)
+        result = await rt.wait(run_id, 3_600)
+        return time.perf_counter() - started, result
+
+
+# -- issue 2 -------------------------------------------------------------------------------------------------
+async def step_overhead(n: int) -> None:
+    print("delegate run vs bare model call (per step)")
+    for latency in (0.0, 0.010, 0.050):
+        model = ScriptedModel(latency=latency)
+        request = ModelRequest("s", (Message("user", "task"),))
+        started = time.perf_counter()
+        for _ in range(n):
+            await model.complete(request)
+        bare = (time.perf_counter() - started) / n
+        config = team(["a"])
+        async with Runtime(config, AuditLog(fresh_db()), providers=lambda *_: model) as rt:
+            started = time.perf_counter()
+            for _ in range(n):
+                await rt.wait(await rt.start_run("delegate", "task", delegate("a", "task")), 60)
+            ours = (time.perf_counter() - started) / n
+        label = f"delegate run, L={latency * 1000:.0f} ms"
+        row(label, ours * 1000, bare * 1000, "ms/run", f"overhead {1000 * (ours - bare):.2f} ms/step")
+
+
+async def audit_throughput(k: int) -> None:
+    print("audit writes vs raw batched SQLite inserts")
+    db = fresh_db()
+    with AuditLog(db) as log:
+        started = time.perf_counter()
+
+        async def writer(count: int) -> None:
+            for i in range(count):
+                await log.write(Write(events=[Event("bench", None, {"i": i, "text": "x" * 100})]))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(writer, k // 50)
+        concurrent_rate = k / (time.perf_counter() - started)
+        started = time.perf_counter()
+        sequential_n = max(k // 10, 200)
+        for i in range(sequential_n):
+            await log.write(Write(events=[Event("bench", None, {"i": i, "text": "x" * 100})]))
+        sequential_rate = sequential_n / (time.perf_counter() - started)
+    raw_db = fresh_db()
+    conn = sqlite3.connect(raw_db, isolation_level=None)
+    conn.execute("pragma journal_mode=wal")
+    conn.execute("pragma synchronous=normal")
+    conn.execute("create table events (seq integer primary key, run_id text, step_id text, kind text, "
+                 "payload text, created_at text, prev_hash text, hash text)")
+    payload = json.dumps({"i": 0, "text": "x" * 100})
+    started = time.perf_counter()
+    for batch in range(0, k, 512):
+        conn.execute("begin")
+        conn.executemany("insert into events (run_id, step_id, kind, payload, created_at, prev_hash, hash) "
+                         "values (null, null, 'bench', ?, '2026-11-25T00:00:00.000Z', '0', '0')",
+                         [(payload,)] * min(512, k - batch))
+        conn.execute("commit")
+    raw_rate = k / (time.perf_counter() - started)
+    conn.close()
+    row("audit events/s, 50 concurrent writers", concurrent_rate, raw_rate, "rows/s",
+        "hash-chained, redacted, batched by the writer thread")
+    row("audit events/s, one awaited at a time", sequential_rate, raw_rate, "rows/s", "one commit per event")
+
+
+async def stdio_round_trip(m: int) -> None:
+    from mcp import Client, StdioServerParameters
+
+    print("delegate_task over stdio vs a bare MCP tool over stdio")
+    tmp = Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    config = tmp / "team.toml"
+    config.write_text('[agents.a]\ndescription = "a"\ninstructions = "a"\nmodel = "scripted"\n')
+    env = {**os.environ, "CONCERTMASTER_DB": str(tmp / "audit.db"), "CONCERTMASTER_CONFIG": str(config)}
+    ours_params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env, cwd=str(ROOT))
+    bare_params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "bench" / "bare_server.py")],
+                                        env=env, cwd=str(ROOT))
+    timings = {}
+    for label, params, tool, args in (
+        ("ours", ours_params, "delegate_task", {"agent": "a", "task": "t"}),
+        ("bare", bare_params, "echo", {"text": "t"}),
+    ):
+        async with Client(params, mode="legacy") as client:
+            await client.call_tool(tool, args)  # warm up
+            started = time.perf_counter()
+            for _ in range(m):
+                result = await client.call_tool(tool, args)
+                assert not result.is_error, result.content
+            timings[label] = (time.perf_counter() - started) / m
+    row("MCP tool call over stdio", timings["ours"] * 1000, timings["bare"] * 1000, "ms/call",
+        "delegate_task (a full audited run) vs a bare echo tool")
+
+
+# -- issue 3 -------------------------------------------------------------------------------------------------
+async def fan_out(sizes: list[int], latencies: list[float]) -> None:
+    print("concurrent fan-out: wall time vs one latency (the ideal)")
+    for latency in latencies:
+        for n in sizes:
+            names = [f"a{i}" for i in range(n)]
+            model = ScriptedModel(latency=latency)
+            wall, result = await run_body(team(names), concurrent(names, "t", ConcurrentOptions()), model=model)
+            assert result["status"] == "succeeded", result
+            row(f"fan-out {n} agents, L={latency * 1000:.0f} ms", wall * 1000, latency * 1000, "ms")
+
+
+async def chain(n: int, latency: float) -> None:
+    print("sequential chain: overhead per step against N bare sleeps")
+    names = [f"a{i}" for i in range(n)]
+    wall, result = await run_body(team(names), sequential(names, "t"), model=ScriptedModel(latency=latency))
+    assert result["status"] == "succeeded", result
+    row(f"chain of {n}, L={latency * 1000:.0f} ms", wall * 1000, n * latency * 1000, "ms",
+        f"overhead {(wall - n * latency) / n * 1000:.2f} ms/step")
+
+
+async def chat(agents: int, rounds: int, latency: float) -> None:
+    names = [f"a{i}" for i in range(agents)]
+    turns = agents * rounds
+    body = group_chat(names, "topic", GroupChatOptions(max_turns=turns))
+    wall, _ = await run_body(team(names), body, model=ScriptedModel(latency=latency))
+    row(f"group chat {agents} agents x {rounds} rounds, L={latency * 1000:.0f} ms", wall * 1000,
+        turns * latency * 1000, "ms", f"overhead {(wall - turns * latency) / turns * 1000:.2f} ms/turn")
+
+
+async def plan20(latency: float) -> None:
+    layers, width = 4, 5
+    subtasks = [{"id": f"s{layer}_{i}", "agent": f"w{i}", "task": f"part {layer}.{i}",
+                 "depends_on": [f"s{layer - 1}_{j}" for j in range(width)] if layer else []}
+                for layer in range(layers) for i in range(width)]
+    names = ["planner", *(f"w{i}" for i in range(width))]
+    plan_json = json.dumps({"subtasks": subtasks})
+    model = ScriptedModel([plan_json], latency=latency)
+    body = plan_and_execute("goal", names[1:], PlanOptions(planner="planner"))
+    wall, result = await run_body(team(names), body, model=model)
+    assert result["status"] == "succeeded", result
+    ideal = (layers + 1) * latency  # the planner's call, then one latency per layer
+    row(f"20-node plan (4 layers x 5), L={latency * 1000:.0f} ms", wall * 1000, ideal * 1000, "ms",
+        "ideal: planner + critical path")
+
+
+# -- issue 4 -------------------------------------------------------------------------------------------------
+async def approval_path(n: int) -> None:
+    print("approval path (request -> decision -> resume) with an auto-approver")
+
+    async def body(ctx: RunContext) -> Outcome:
+        for i in range(n):
+            verdict = await request_approval(ctx, agent="a", tool="files.delete_file", arguments={"i": i},
+                                             reason="bench", rule=None, human_only=False, ttl_s=60, step_id=None)
+            assert verdict.approved
+        return Outcome("done")
+
+    async with Runtime(team(["a"]), AuditLog(fresh_db())) as rt:
+        run_id = await rt.start_run("bench", "approvals", body)
+
+        async def approver() -> None:
+            while rt.is_active(run_id):
+                for request in rt.pending.open_for(run_id, "approval"):
+                    await rt.approvals.decide(request.id, "approve", "auto", channel="tool")
+                await rt.pending.wait_changed()
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(approver)
+            await rt.wait(run_id, 600)
+            tg.cancel_scope.cancel()
+        per = (time.perf_counter() - started) / n
+    row("approval round trip (auto-approver)", per * 1000, 0, "ms/approval", "4 audited writes each")
+
+
+def policy_check(n: int) -> None:
+    policy = load_policy("default")
+    actions = [
+        Action("a", None, "files.read_file", {"readOnlyHint": True}, {"name": "x"}),
+        Action("a", None, "files.delete_file", {"destructiveHint": True}, {"name": "x"}),
+        Action("a", "ops", "ops.deploy", {}, {"environment": "production"}),
+        Action("a", None, "db.query", {"readOnlyHint": True}, {"sql": "select 1"}),
+    ]
+    started = time.perf_counter()
+    for i in range(n):
+        evaluate(policy, actions[i % 4])
+    per = (time.perf_counter() - started) / n
+    row("policy check (default preset, 9 rules)", per * 1e6, 0, "µs/check")
+
+
+async def main(quick: bool) -> None:
+    print(f"concertmaster bench on {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    await step_overhead(20 if quick else 100)
+    await audit_throughput(5_000 if quick else 20_000)
+    await stdio_round_trip(30 if quick else 100)
+    await fan_out([10, 100] if quick else [10, 100, 1000], [0.010] if quick else [0.010, 0.100])
+    await chain(20, 0.010)
+    await chat(4, 5, 0.010)
+    await plan20(0.010)
+    await approval_path(50 if quick else 200)
+    policy_check(20_000 if quick else 100_000)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row("peak RSS of the bench process", peak, 0, "MiB")
+
+
+def table() -> str:
+    lines = ["| benchmark | ours | reference | unit | ratio | note |", "|---|---|---|---|---|---|"]
+    for r in ROWS:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        reference = "" if not r["reference"] else r["reference"]
+        lines.append(f"| {r['benchmark']} | {r['ours']} | {reference} | {r['unit']} | {ratio} | {r['note']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    anyio.run(main, args.quick)
+    print()
+    print(table())
+    (Path(__file__).parent / "results.json").write_text(json.dumps(ROWS, indent=2))
