@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from orchestration.pending import PendingRequests
     from orchestration.step import AgentTool, StepResult
     from orchestration.toolbox import Toolbox
+
+log = logging.getLogger("concertmaster")
 
 ProviderFactory = Callable[[str, AgentConfig, "RunContext"], ModelProvider]
 """Gives the provider that runs `agent` in a run: `(name, config, ctx) -> provider`."""
@@ -136,6 +139,9 @@ class RunContext:
     ) -> int:
         """Append an event of this run (with the summary updates it justifies) and tell listeners."""
         seq = (await self.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)])))[0]
-        for listener in self.listeners:
-            listener(self.run_id, kind, payload)
+        for listener in list(self.listeners):
+            try:
+                listener(self.run_id, kind, payload)
+            except Exception:  # a progress listener must never break the run it watches
+                log.exception("listener failed on %s", kind)
         return seq

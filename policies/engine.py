@@ -1,122 +1,138 @@
-"""The policy engine: a tool call in, a decision out. Pure and deterministic; runs on every tool call."""
+"""The policy engine: a tool call in, a decision out. Pure and deterministic; runs on every tool call.
+
+A policy is compiled once (globs and regexes turned into compiled patterns, each rule's decision built
+ahead of time); `evaluate` finds the compiled form of the policy it is given and walks its rules in order.
+Which rules can apply to an (agent, group, tool) is remembered, so a call only runs its rules' annotation
+and argument checks: tool names come from a small set, arguments change every call.
+"""
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from policies.schema import ArgMatch, Policy, Rule
+from policies.matchers import Check, NameCheck, call_checks, name_check
+from policies.schema import Outcome, Policy, Rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
-    """A tool call an agent wants to make."""
+    """A tool call an agent wants to make: what the policy decides on."""
 
     agent: str
+    """The agent making the call."""
     group: str | None
+    """The agent's group, None when it has none."""
     tool: str
-    """Qualified name `server.tool`."""
-    annotations: dict[str, bool] = field(default_factory=dict)
-    """The tool's declared hints (absent when undeclared)."""
-    arguments: dict[str, Any] = field(default_factory=dict)
+    """Qualified tool name `server.tool`."""
+    annotations: Mapping[str, bool] = field(default_factory=dict)
+    """The tool's declared MCP annotations (readOnlyHint, destructiveHint…); undeclared ones are absent."""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    """The call's arguments, as the agent gave them."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """What the policy decided, and why."""
+    """What the policy decided for an action, and why."""
 
-    outcome: str
+    outcome: Outcome
     """allow, require_approval or deny."""
     rule: str | None
-    """The rule that matched; None for the policy's default."""
+    """Name of the rule that matched; None when the policy's default decided."""
     reason: str
+    """Why, for the agent that is refused or the human who approves."""
     human_only: bool = False
+    """The approval must come from a human channel (elicitation or the CLI), not the approve_action tool."""
     approval_ttl_s: float = 900.0
+    """Seconds an approval request stays open."""
 
 
-@lru_cache(maxsize=256)
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern))
+# Remembered (agent, group, tool) -> candidate rules per policy; cleared when full, to stay bounded when
+# names are many (an agent inventing tool names).
+_MAX_REMEMBERED = 4096
 
 
-@lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+class CompiledPolicy:
+    """A policy ready to decide: its globs and regexes compiled and its decisions built once."""
+
+    __slots__ = ("_candidates", "_default", "_policy", "_rules")
+
+    def __init__(self, policy: Policy) -> None:
+        # A weak reference, so the compile cache below never keeps a policy alive.
+        self._policy = weakref.ref(policy)
+        self._rules: tuple[tuple[NameCheck | None, tuple[Check, ...], Decision], ...] = tuple(
+            (
+                name_check(rule),
+                call_checks(rule),
+                Decision(
+                    rule.decision,
+                    rule.name,
+                    rule.reason or f"rule {rule.name}",
+                    rule.human_only,
+                    rule.approval_ttl_s,
+                ),
+            )
+            for rule in policy.rules
+        )
+        self._default = Decision(policy.default, None, policy.default_reason)
+        self._candidates: dict[
+            tuple[str, str | None, str], tuple[tuple[tuple[Check, ...], Decision], ...]
+        ] = {}
+
+    def compiled_from(self, policy: Policy) -> bool:
+        """Was this compiled from exactly `policy` (the same object)?"""
+        return self._policy() is policy
+
+    def evaluate(self, action: Action) -> Decision:
+        """The decision for `action`: the first matching rule's, else the policy default."""
+        key = (action.agent, action.group, action.tool)
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            # In rule order, the rules whose agents/groups/tools globs admit this name triple.
+            candidates = tuple(
+                (checks, decision) for names, checks, decision in self._rules if names is None or names(*key)
+            )
+            if len(self._candidates) >= _MAX_REMEMBERED:
+                self._candidates.clear()
+            self._candidates[key] = candidates
+        for checks, decision in candidates:
+            for check in checks:
+                if not check(action):
+                    break
+            else:
+                return decision
+        return self._default
 
 
-def _any_glob(patterns: list[str], value: str | None) -> bool:
-    return value is not None and any(_glob(p).match(value) for p in patterns)
+# Compiled forms by id(policy); an entry leaves with its policy (weakref.finalize), and `compiled_from`
+# guards against an id reused by a later object.
+_COMPILED: dict[int, CompiledPolicy] = {}
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _arg_matches(cond: ArgMatch, present: bool, value: Any) -> bool:
-    if cond.exists is not None and cond.exists != present:
-        return False
-    checks = (cond.equals, cond.glob, cond.regex, cond.one_of, cond.gt, cond.lt)
-    if all(c is None for c in checks):
-        return True
-    if not present:
-        return False
-    text = value if isinstance(value, str) else str(value)
-    if cond.equals is not None and value != cond.equals:
-        return False
-    if cond.glob is not None and not _glob(cond.glob).match(text):
-        return False
-    if cond.regex is not None and not _regex(cond.regex).search(text):
-        return False
-    if cond.one_of is not None and value not in cond.one_of:
-        return False
-    number = _number(value)
-    if cond.gt is not None and (number is None or not number > cond.gt):
-        return False
-    return not (cond.lt is not None and (number is None or not number < cond.lt))
-
-
-def matches(rule: Rule, action: Action) -> bool:
-    """Does every matcher the rule gives match the action?"""
-    if rule.agents is not None and not _any_glob(rule.agents, action.agent):
-        return False
-    if rule.groups is not None and not _any_glob(rule.groups, action.group):
-        return False
-    if rule.tools is not None and not _any_glob(rule.tools, action.tool):
-        return False
-    if rule.annotations is not None and any(
-        action.annotations.get(k) is not v for k, v in rule.annotations.items()
-    ):
-        return False
-    if rule.unknown is not None:
-        is_unknown = "readOnlyHint" not in action.annotations and "destructiveHint" not in action.annotations
-        if is_unknown != rule.unknown:
-            return False
-    if rule.arguments is not None:
-        for name, cond in rule.arguments.items():
-            if not _arg_matches(cond, name in action.arguments, action.arguments.get(name)):
-                return False
-    return True
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    """The compiled form of `policy`, built on first use and reused while the policy lives."""
+    key = id(policy)
+    compiled = _COMPILED.get(key)
+    if compiled is None or not compiled.compiled_from(policy):
+        compiled = CompiledPolicy(policy)
+        _COMPILED[key] = compiled
+        weakref.finalize(policy, _COMPILED.pop, key, None)
+    return compiled
 
 
 def evaluate(policy: Policy, action: Action) -> Decision:
-    """The decision for `action`: the first matching rule's, else the policy default."""
-    for rule in policy.rules:
-        if matches(rule, action):
-            return Decision(
-                rule.decision,
-                rule.name,
-                rule.reason or f"rule {rule.name}",
-                rule.human_only,
-                rule.approval_ttl_s,
-            )
-    return Decision(policy.default, None, policy.default_reason)
+    """The decision for `action` under `policy`: the first matching rule's, else the policy default.
+
+    Pure: the same policy and action always give the same decision, and neither is changed.
+    """
+    return compile_policy(policy).evaluate(action)
+
+
+def matches(rule: Rule, action: Action) -> bool:
+    """Does every matcher `rule` gives match `action`? (For tools and tests; compiles the rule each call.)"""
+    names = name_check(rule)
+    if names is not None and not names(action.agent, action.group, action.tool):
+        return False
+    return all(check(action) for check in call_checks(rule))

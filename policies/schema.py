@@ -1,6 +1,7 @@
 """The policy file format: rules that decide allow / require_approval / deny for each tool call, and limits.
 
-Every field documents the file format (`policies/presets/*.toml` are commented examples).
+Every field documents the file format (`policies/presets/*.toml` are commented examples). Models are frozen:
+a loaded policy is compiled once (see `policies.engine`) and must not change under the compiled form.
 """
 
 from __future__ import annotations
@@ -14,60 +15,108 @@ from policies.limits import Limits
 
 Outcome = Literal["allow", "require_approval", "deny"]
 HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+GLOB_CHARS = frozenset("*?[")
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    return value
 
 
 class ArgMatch(BaseModel):
-    """A condition on one argument's value; every condition given must hold."""
+    """A condition on one argument's value. Give at least one condition; every condition given must hold."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    equals: str | int | float | bool | None = Field(None, description="The value equals this.")
-    glob: str | None = Field(None, description="The value (as text) matches this glob, e.g. `*.env`.")
-    regex: str | None = Field(
-        None, description="The value (as text) contains a match of this regular expression."
+    equals: str | int | float | bool | None = Field(
+        None, description="The value equals this exactly (case-sensitive; true is not 1)."
     )
-    one_of: list[str | int | float | bool] | None = Field(None, description="The value is one of these.")
-    gt: float | None = Field(None, description="The value is a number greater than this.")
-    lt: float | None = Field(None, description="The value is a number less than this.")
-    exists: bool | None = Field(None, description="The argument is present (true) or absent (false).")
+    glob: str | None = Field(
+        None, description="The value, as text, matches this glob in full, e.g. `*.env` (case-sensitive)."
+    )
+    regex: str | None = Field(
+        None,
+        description="The value, as text, contains a match of this regular expression; use `(?i)` to ignore "
+        "case and `^...$` to match the whole value. A list of words is matched as the words joined by spaces.",
+    )
+    one_of: tuple[str | int | float | bool, ...] | None = Field(
+        None, description="The value equals one of these exactly."
+    )
+    gt: float | None = Field(
+        None, description="The value is a number (or a numeric string) greater than this."
+    )
+    lt: float | None = Field(None, description="The value is a number (or a numeric string) less than this.")
+    exists: bool | None = Field(
+        None, description="true: the argument is present; false: the argument is absent."
+    )
 
     @field_validator("regex")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        return None if value is None else _check_regex(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ArgMatch:
+        # An empty condition would match every call: almost certainly a typo in the file.
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError("give at least one of equals, glob, regex, one_of, gt, lt, exists")
+        return self
 
 
 class Rule(BaseModel):
-    """One rule: when every matcher given matches a tool call, `decision` applies. First match wins."""
+    """One rule: when every matcher it gives matches a tool call, `decision` applies. First match wins.
 
-    model_config = ConfigDict(extra="forbid")
+    A rule with no matchers matches every call (a catch-all, useful last).
+    """
 
-    name: str = Field(..., min_length=1, description="Unique name, shown in the audit and to the human.")
-    decision: Outcome = Field(..., description="allow, require_approval or deny.")
-    agents: list[str] | None = Field(None, description="Agent names (globs) this rule applies to.")
-    groups: list[str] | None = Field(None, description="Agent groups (globs) this rule applies to.")
-    tools: list[str] | None = Field(
-        None, description="Qualified tool names `server.tool` (globs), e.g. `files.*`."
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        ...,
+        min_length=1,
+        description="Unique name in the policy; recorded in the audit and shown to the human.",
+    )
+    decision: Outcome = Field(
+        ..., description="allow (the call runs), require_approval (a human decides), deny (never runs)."
+    )
+    agents: tuple[str, ...] | None = Field(
+        None, description="Agent names (globs, e.g. `intern-*`) this rule applies to; unset: every agent."
+    )
+    groups: tuple[str, ...] | None = Field(
+        None, description="Agent groups (globs) this rule applies to; an agent without a group never matches."
+    )
+    tools: tuple[str, ...] | None = Field(
+        None,
+        description="Qualified tool names `server.tool` (globs), e.g. `files.*`, `*.delete_*`; unset: every tool.",
     )
     annotations: dict[str, bool] | None = Field(
-        None, description="Tool annotations that must have these values, e.g. {destructiveHint = true}."
+        None,
+        description="MCP tool annotations that must have these values, e.g. `{ destructiveHint = true }`; "
+        "a tool that does not declare an annotation does not match it. Known: " + ", ".join(HINTS) + ".",
     )
     unknown: bool | None = Field(
         None,
-        description="true: the tool declares neither readOnlyHint nor destructiveHint (an unknown tool).",
+        description="true: the tool declares neither readOnlyHint nor destructiveHint (nothing says whether "
+        "it changes anything); false: it declares at least one of them.",
     )
-    arguments: dict[str, ArgMatch] | None = Field(None, description="Conditions on argument values, by name.")
-    reason: str = Field("", description="Why, in words for the human who approves.")
+    arguments: dict[str, ArgMatch] | None = Field(
+        None,
+        description="Conditions on the call's arguments, by argument name. A name with a glob (`*`, `?`, `[`) "
+        "matches when any argument whose name matches satisfies the condition (`*`: any argument).",
+    )
+    reason: str = Field(
+        "", description="Why, in words for the agent that is refused or the human who approves."
+    )
     human_only: bool = Field(
-        False, description="Approval must come from elicitation or the CLI, not a tool call."
+        False,
+        description="require_approval only: the approval must come from a human channel (MCP elicitation or "
+        "the CLI), never from the approve_action tool the assistant can call.",
     )
     approval_ttl_s: float = Field(
-        900.0, gt=0, le=604_800, description="Seconds an approval request stays open."
+        900.0, gt=0, le=604_800, description="Seconds an approval request stays open before it expires."
     )
 
     @field_validator("annotations")
@@ -78,42 +127,78 @@ class Rule(BaseModel):
             raise ValueError(f"unknown annotation(s) {', '.join(unknown)}; known: {', '.join(HINTS)}")
         return value
 
+    @field_validator("tools")
+    @classmethod
+    def _qualified(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        # Tool names are always `server.tool`: a plain name without `.` or a wildcard can never match.
+        for pattern in value or ():
+            if "." not in pattern and not GLOB_CHARS & set(pattern):
+                raise ValueError(
+                    f"{pattern!r} can never match: tools are named `server.tool`; did you mean '*.{pattern}'?"
+                )
+        return value
+
 
 class Redaction(BaseModel):
-    """Extra secrets to keep out of the audit and of error messages."""
+    """Extra secrets to keep out of the audit and of error messages (on top of the built-in ones)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    patterns: list[str] = Field(default_factory=list, description="Regular expressions of secrets.")
-    secret_env: list[str] = Field(default_factory=list, description="Env vars whose values are secrets.")
+    patterns: tuple[str, ...] = Field(
+        (), description="Regular expressions of secrets, replaced by `[redacted]` wherever they appear."
+    )
+    secret_env: tuple[str, ...] = Field(
+        (), description="Names of environment variables whose values are secrets, e.g. `GITHUB_TOKEN`."
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_regex(p) for p in value)
 
 
 class Policy(BaseModel):
-    """A policy file."""
+    """A policy file: ordered rules for tool calls, the guardrail limits, and what happens at a limit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("custom", description="Name of the policy.")
-    description: str = Field("", description="What it is for.")
-    default: Outcome = Field("require_approval", description="Decision when no rule matches.")
-    default_reason: str = Field("no rule matched", description="Reason shown for the default decision.")
-    rules: list[Rule] = Field(
-        default_factory=list, description="Ordered rules; the first that matches decides."
+    name: str = Field(
+        "custom",
+        description="Name of the policy (a file's name defaults to its stem); shown by config check.",
     )
-    limits: Limits | None = Field(None, description="Guardrails (turns, handoffs, depth, timeouts, budgets).")
+    description: str = Field("", description="What the policy is for, in a sentence.")
+    default: Outcome = Field("require_approval", description="Decision for a tool call that no rule matches.")
+    default_reason: str = Field("no rule matched", description="Reason given with the default decision.")
+    rules: tuple[Rule, ...] = Field(
+        (), description="Ordered rules (`[[rules]]` tables); the first rule that matches a call decides."
+    )
+    limits: Limits | None = Field(
+        None,
+        description="Guardrails: turns, handoffs, depth, tool calls, timeouts, token and USD budgets. "
+        "Only the fields given here replace the team's.",
+    )
     on_budget: Literal["stop", "ask"] = Field(
-        "stop", description="When a budget would be exceeded: stop the run, or ask a human to extend it."
+        "stop",
+        description="When the next model call would exceed max_tokens or max_cost_usd: `stop` the run, or "
+        "`ask` (pause it for a human to extend the budget).",
     )
     on_denied: Literal["continue", "stop"] = Field(
-        "continue", description="After a denial: tell the agent and go on, or stop the run."
+        "continue",
+        description="After a denied tool call: `continue` (the agent is told why and goes on) or `stop` the run.",
     )
-    redaction: Redaction = Field(default_factory=Redaction, description="Extra redaction rules.")
+    redaction: Redaction = Field(
+        default_factory=Redaction, description="Extra redaction: `patterns` and `secret_env`."
+    )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Policy:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.name in seen:
-                raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
-            seen.add(rule.name)
-        return self
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        first: dict[str, int] = {}
+        for index, rule in enumerate(rules):
+            if rule.name in first:
+                raise ValueError(
+                    f"rules[{index}] is named {rule.name!r} like rules[{first[rule.name]}]; "
+                    "rule names must be unique"
+                )
+            first[rule.name] = index
+        return rules

@@ -46,8 +46,8 @@ async def follow_run(
         if kind in PROGRESS_KINDS:
             try:
                 send.send_nowait((kind, payload))
-            except anyio.WouldBlock:
-                pass  # progress is best-effort; the audit has everything
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # progress is best-effort (and this call may have stopped following); the audit has it all
 
     async def forward() -> None:
         done = 0
