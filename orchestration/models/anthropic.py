@@ -15,6 +15,11 @@ from orchestration.errors import ProviderError
 from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolCall, Usage
 from orchestration.models.pricing import PriceTable, load_prices
 
+# `CredentialsError` (profiles, workload identity) is newer than the oldest SDK we allow; () matches nothing.
+CREDENTIALS_ERRORS: tuple[type[Exception], ...] = tuple(
+    e for e in (getattr(anthropic, "CredentialsError", None),) if isinstance(e, type)
+)
+
 
 def to_api_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     """Our messages as Messages API messages (tool calls as tool_use blocks, results as tool_result blocks)."""
@@ -39,6 +44,7 @@ def to_api_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
 
 
 def usage_of(usage: Any) -> Usage:
+    """The SDK's usage as ours; a count the API did not send stays `None`."""
     return Usage(
         input_tokens=getattr(usage, "input_tokens", None),
         output_tokens=getattr(usage, "output_tokens", None),
@@ -48,7 +54,7 @@ def usage_of(usage: Any) -> Usage:
 
 
 class AnthropicProvider:
-    """Runs agents on Claude."""
+    """Runs agents on Claude. `api_key=None` and `base_url=None` defer to the SDK's environment variables."""
 
     name = "anthropic"
 
@@ -66,15 +72,24 @@ class AnthropicProvider:
         self.model = model
         self.prices = prices or load_prices()
         self._api_key = api_key
-        self.client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            http_client=http_client,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        try:
+            self.client = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=base_url,
+                http_client=http_client,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        except CREDENTIALS_ERRORS as exc:  # without a key the SDK loads a profile, and may fail doing so
+            raise ProviderError(_credentials_help(exc), kind="auth") from None
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
+        """One Messages API call; failures become a `ProviderError` that says how to fix them."""
+        if not self._has_credentials():
+            # Without this the SDK raises a bare TypeError at request time, which says nothing useful.
+            raise ProviderError(
+                "no Anthropic credentials: set ANTHROPIC_API_KEY in the server's environment", kind="auth"
+            )
         kwargs: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -89,7 +104,10 @@ class AnthropicProvider:
         try:
             response = await self.client.messages.create(**kwargs)
         except anthropic.APIError as exc:
-            raise self._error(exc) from None
+            message, kind, retryable = self._describe(exc)
+            raise ProviderError(self.redact_secret(message), kind=kind, retryable=retryable) from None
+        except CREDENTIALS_ERRORS as exc:  # a profile's token that could not be refreshed
+            raise ProviderError(self.redact_secret(_credentials_help(exc)), kind="auth") from None
         text = "".join(b.text for b in response.content if b.type == "text")
         calls = tuple(
             ToolCall(id=b.id, name=b.name, arguments=dict(b.input))
@@ -107,49 +125,61 @@ class AnthropicProvider:
             stop_reason=response.stop_reason,
         )
 
-    def _error(self, exc: anthropic.APIError) -> ProviderError:
+    def redact_secret(self, text: str) -> str:
+        """`text` with the key or token in use replaced by `[redacted]` (a proxy may echo it back)."""
+        # The client's attributes, not the constructor argument: by default the SDK reads the key from the
+        # environment, and that is the key that must never reach a message.
+        for secret in (self._api_key, self.client.api_key, getattr(self.client, "auth_token", None)):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _has_credentials(self) -> bool:
+        return any(getattr(self.client, a, None) for a in ("api_key", "auth_token", "credentials"))
+
+    def _describe(self, exc: anthropic.APIError) -> tuple[str, str, bool]:
+        """(message, kind, retryable) for an SDK error; subclasses before their bases."""
         detail = _api_message(exc)
         if isinstance(exc, anthropic.AuthenticationError):
-            err = ProviderError(
-                "the Anthropic API rejected the API key (401); check ANTHROPIC_API_KEY", kind="auth"
+            return "the Anthropic API rejected the API key (401); check ANTHROPIC_API_KEY", "auth", False
+        if isinstance(exc, anthropic.PermissionDeniedError):
+            return (
+                f"the API key may not use {self.model} (403: {detail}); check the key's permissions "
+                "in the Anthropic Console or use another model",
+                "auth",
+                False,
             )
-        elif isinstance(exc, anthropic.PermissionDeniedError):
-            err = ProviderError(f"the API key may not use {self.model} (403): {detail}", kind="auth")
-        elif isinstance(exc, anthropic.NotFoundError):
-            err = ProviderError(
+        if isinstance(exc, anthropic.NotFoundError):
+            return (
                 f"the Anthropic API does not know model {self.model!r} (404); fix the agent's model id",
-                kind="bad_request",
+                "bad_request",
+                False,
             )
-        elif isinstance(exc, anthropic.RateLimitError):
-            err = ProviderError(
+        if isinstance(exc, anthropic.RateLimitError):
+            return (
                 "the Anthropic API is rate limiting this key (429); retry later or lower concurrency",
-                kind="rate_limit",
-                retryable=True,
+                "rate_limit",
+                True,
             )
-        elif isinstance(exc, anthropic.InternalServerError):
+        if isinstance(exc, anthropic.InternalServerError):  # every 5xx, 529 overloaded included
             status = getattr(exc, "status_code", 500)
-            err = ProviderError(
-                f"the Anthropic API failed ({status}: {detail}); retry later", kind="server", retryable=True
-            )
-        elif isinstance(exc, anthropic.APITimeoutError):
-            err = ProviderError(
+            return f"the Anthropic API failed ({status}: {detail}); retry later", "server", True
+        # APITimeoutError is an APIConnectionError, so it comes first.
+        if isinstance(exc, anthropic.APITimeoutError):
+            return (
                 "the Anthropic API did not answer in time; retry, or raise the step timeout",
-                kind="timeout",
-                retryable=True,
+                "timeout",
+                True,
             )
-        elif isinstance(exc, anthropic.APIConnectionError):
-            err = ProviderError(
+        if isinstance(exc, anthropic.APIConnectionError):
+            return (
                 "cannot reach the Anthropic API; check the network and ANTHROPIC_BASE_URL",
-                kind="unavailable",
-                retryable=True,
+                "unavailable",
+                True,
             )
-        elif isinstance(exc, anthropic.BadRequestError):
-            err = ProviderError(f"the Anthropic API refused the request (400): {detail}", kind="bad_request")
-        else:
-            err = ProviderError(f"the Anthropic API failed: {detail}", kind="error")
-        if self._api_key:  # paranoia: a key echoed back by a proxy must not reach a message
-            err.message = err.message.replace(self._api_key, "[redacted]")
-        return err
+        if isinstance(exc, anthropic.BadRequestError):
+            return f"the Anthropic API refused the request (400): {detail}", "bad_request", False
+        return f"the Anthropic API failed: {detail}", "error", False
 
 
 def _api_message(exc: anthropic.APIError) -> str:
@@ -159,3 +189,10 @@ def _api_message(exc: anthropic.APIError) -> str:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])
     return str(getattr(exc, "message", "") or type(exc).__name__)
+
+
+def _credentials_help(exc: Exception) -> str:
+    return (
+        f"the Anthropic SDK could not load credentials ({exc}); set ANTHROPIC_API_KEY, "
+        "or fix ANTHROPIC_PROFILE / ANTHROPIC_CONFIG_DIR"
+    )

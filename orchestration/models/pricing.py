@@ -31,6 +31,7 @@ class PriceTable:
         self.prices = dict(sorted(prices.items(), key=lambda kv: -len(kv[0])))
 
     def price(self, model: str) -> Price | None:
+        """The row of the longest prefix of `model`, or None when no row matches."""
         return next((p for prefix, p in self.prices.items() if model.startswith(prefix)), None)
 
     def cost(self, model: str, usage: Usage) -> float | None:
@@ -58,11 +59,13 @@ def _read(path: Path) -> dict[str, Price]:
 
 
 def load_prices(path: Path | None = None) -> PriceTable:
-    """The packaged table, with `path` (or `CONCERTMASTER_PRICES`) rows replacing or adding to it."""
-    prices = _read(PACKAGED)
-    override = path or (
-        Path(os.environ["CONCERTMASTER_PRICES"]) if os.environ.get("CONCERTMASTER_PRICES") else None
-    )
-    if override is not None:
-        prices.update(_read(override))
+    """The table at `path` (default: the packaged prices.toml), with `CONCERTMASTER_PRICES`' rows over it.
+
+    The override file has the same format; its rows replace or add to the base table's, so a user can fix
+    one price or add a model without copying the whole table.
+    """
+    prices = _read(path or PACKAGED)
+    override = os.environ.get("CONCERTMASTER_PRICES")
+    if override:
+        prices.update(_read(Path(override)))
     return PriceTable(prices)

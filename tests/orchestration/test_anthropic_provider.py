@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from orchestration.errors import ProviderError
+from orchestration.errors import ConfigError, ProviderError
 from orchestration.models.anthropic import AnthropicProvider
 from orchestration.models.base import Message, ModelRequest, ToolCall, ToolResult, ToolSpec, Usage
 from orchestration.models.pricing import load_prices
@@ -121,7 +121,13 @@ async def test_tool_use_is_parsed_and_results_are_sent_back() -> None:
         (
             Message("user", "read a"),
             Message("assistant", "let me look", tool_calls=response.tool_calls),
-            Message("user", tool_results=(ToolResult("tu_1", "contents", is_error=False),)),
+            Message(
+                "user",
+                tool_results=(
+                    ToolResult("tu_1", "contents", is_error=False),
+                    ToolResult("tu_2", "denied by policy", is_error=True),
+                ),
+            ),
         ),
     )
     server.answers.append((200, reply([{"type": "text", "text": "done"}])))
@@ -133,9 +139,13 @@ async def test_tool_use_is_parsed_and_results_are_sent_back() -> None:
         "name": "files__read",
         "input": {"name": "a"},
     }
-    assert messages[2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "tu_1", "content": "contents", "is_error": False}
-    ]
+    assert messages[2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "tu_1", "content": "contents", "is_error": False},
+            {"type": "tool_result", "tool_use_id": "tu_2", "content": "denied by policy", "is_error": True},
+        ],
+    }
 
 
 async def test_an_unknown_model_costs_null() -> None:
@@ -149,26 +159,99 @@ def error(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("answer", "kind", "fragment"),
+    ("answer", "kind", "retryable", "fragment"),
     [
-        (error(401, "authentication_error", f"invalid x-api-key {KEY}"), "auth", "check ANTHROPIC_API_KEY"),
-        (error(403, "permission_error", "no access"), "auth", "403"),
-        (error(404, "not_found_error", "model: nope"), "bad_request", "does not know model"),
-        (error(429, "rate_limit_error", "slow down"), "rate_limit", "429"),
-        (error(500, "api_error", "boom"), "server", "500"),
-        (error(529, "overloaded_error", "overloaded"), "server", "529"),
-        (error(400, "invalid_request_error", "max_tokens too large"), "bad_request", "max_tokens too large"),
-        (httpx2.ReadTimeout("slow"), "timeout", "did not answer in time"),
-        (httpx2.ConnectError("refused"), "unavailable", "ANTHROPIC_BASE_URL"),
+        (
+            error(401, "authentication_error", f"invalid x-api-key {KEY}"),
+            "auth",
+            False,
+            "check ANTHROPIC_API_KEY",
+        ),
+        (error(403, "permission_error", "no access"), "auth", False, "403"),
+        (error(404, "not_found_error", "model: nope"), "bad_request", False, "does not know model"),
+        (error(429, "rate_limit_error", "slow down"), "rate_limit", True, "429"),
+        (error(500, "api_error", "boom"), "server", True, "500"),
+        (error(529, "overloaded_error", "overloaded"), "server", True, "529"),
+        (
+            error(400, "invalid_request_error", "max_tokens too large"),
+            "bad_request",
+            False,
+            "max_tokens too large",
+        ),
+        (httpx2.ReadTimeout("slow"), "timeout", True, "did not answer in time"),
+        (httpx2.ConnectError("refused"), "unavailable", True, "ANTHROPIC_BASE_URL"),
     ],
 )
 async def test_api_errors_become_provider_errors_without_the_key(
-    answer: Any, kind: str, fragment: str
+    answer: Any, kind: str, retryable: bool, fragment: str
 ) -> None:
     with pytest.raises(ProviderError) as info:
         await provider(Server(answer)).complete(REQUEST)
-    assert info.value.kind == kind and fragment in info.value.message
-    assert KEY not in info.value.message
+    assert info.value.kind == kind and info.value.retryable is retryable
+    assert fragment in info.value.message
+    assert KEY not in str(info.value) and KEY not in repr(info.value.args)
+
+
+async def test_a_404_names_the_unknown_model() -> None:
+    server = Server(error(404, "not_found_error", "model: claude-nope"))
+    with pytest.raises(ProviderError) as info:
+        await provider(server, model="claude-nope").complete(REQUEST)
+    assert "'claude-nope'" in info.value.message and "model id" in info.value.message
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_a_key_echoed_by_the_api_is_redacted(status: int) -> None:
+    server = Server(error(status, "api_error", f"bad header x-api-key: {KEY}"))
+    with pytest.raises(ProviderError) as info:
+        await provider(server).complete(REQUEST)
+    assert "x-api-key: [redacted]" in info.value.message
+    assert KEY not in str(info.value) and KEY not in repr(info.value.args)
+
+
+async def test_a_key_from_the_environment_is_redacted_too(monkeypatch) -> None:
+    # The server builds AnthropicProvider(model): the SDK reads the key from the environment.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    server = Server(error(400, "invalid_request_error", f"echo {KEY}"))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(server.handler))
+    with pytest.raises(ProviderError) as info:
+        await AnthropicProvider("claude-haiku-4-5", http_client=client, max_retries=0).complete(REQUEST)
+    headers = server.requests[0].headers
+    assert KEY in (headers.get("x-api-key") or headers.get("authorization") or "")
+    assert KEY not in str(info.value) and "[redacted]" in info.value.message
+
+
+def no_credentials_in(monkeypatch, home: Path) -> None:
+    """An environment with no Anthropic key, token, profile or workload identity."""
+    for var in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "ANTHROPIC_CONFIG_DIR",
+        "ANTHROPIC_IDENTITY_TOKEN",
+        "ANTHROPIC_IDENTITY_TOKEN_FILE",
+        "ANTHROPIC_FEDERATION_RULE_ID",
+        "ANTHROPIC_ORGANIZATION_ID",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))  # no ~/.config/anthropic profile either
+
+
+async def test_no_credentials_at_all_says_which_variable_to_set(tmp_path: Path, monkeypatch) -> None:
+    no_credentials_in(monkeypatch, tmp_path)
+    server = Server()
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(server.handler))
+    with pytest.raises(ProviderError) as info:
+        await AnthropicProvider("claude-haiku-4-5", http_client=client, max_retries=0).complete(REQUEST)
+    assert info.value.kind == "auth" and "ANTHROPIC_API_KEY" in info.value.message
+    assert server.requests == []
+
+
+def test_a_broken_profile_is_an_auth_error(tmp_path: Path, monkeypatch) -> None:
+    no_credentials_in(monkeypatch, tmp_path)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path / "empty"))  # set, so the SDK insists on it
+    with pytest.raises(ProviderError) as info:
+        AnthropicProvider("claude-haiku-4-5")
+    assert info.value.kind == "auth" and "ANTHROPIC_CONFIG_DIR" in info.value.message
 
 
 async def test_anthropic_base_url_is_honoured(monkeypatch) -> None:
@@ -179,16 +262,56 @@ async def test_anthropic_base_url_is_honoured(monkeypatch) -> None:
         "claude-haiku-4-5", api_key=KEY, http_client=client, max_retries=0
     ).complete(REQUEST)
     assert response.text == "via proxy"
-    assert str(server.requests[0].url).startswith("http://127.0.0.1:9/proxy/")
+    assert str(server.requests[0].url) == "http://127.0.0.1:9/proxy/v1/messages"
 
 
-def test_prices_longest_prefix_and_override(tmp_path: Path, monkeypatch) -> None:
+# --- the price table ---------------------------------------------------------------------------------------
+
+
+def test_the_longest_prefix_wins() -> None:
     table = load_prices()
     assert table.price("claude-opus-4-5-20251101").input == 5.0  # not the claude-opus-4 row
+    assert table.price("claude-opus-4-1-20250805").input == 15.0
     assert table.price("claude-opus-4-20250514").input == 15.0
-    assert table.cost("gpt-5", Usage(10, 10)) is None
+    assert table.price("claude-sonnet-4-5-20250929") == table.price("claude-sonnet-4-5")
+    assert table.price("claude-3-5-haiku-20241022").output == 4.0
+
+
+def test_unknown_models_and_unreported_tokens_cost_none() -> None:
+    table = load_prices()
+    assert table.price("gpt-5") is None and table.cost("gpt-5", Usage(10, 10)) is None
     assert table.cost("claude-haiku-4-5", Usage(None, 10)) is None
-    override = tmp_path / "prices.toml"
-    override.write_text('["claude-haiku-4-5"]\ninput = 2.0\noutput = 4.0\ncache_write = 0\ncache_read = 0\n')
-    monkeypatch.setenv("CONCERTMASTER_PRICES", str(override))
-    assert load_prices().cost("claude-haiku-4-5", Usage(1_000_000, 0)) == 2.0
+    assert table.cost("claude-haiku-4-5", Usage(10, None)) is None
+
+
+def test_cost_counts_cache_tokens_and_is_rounded() -> None:
+    table = load_prices()
+    # 7*1 + 3*5 + 11*0.1 + 13*1.25 = 39.35 USD per million
+    assert table.cost("claude-haiku-4-5-20251001", Usage(7, 3, 11, 13)) == round(39.35 / 1e6, 8)
+    assert table.cost("claude-haiku-4-5", Usage(1, 0)) == 0.000001
+
+
+def write(path: Path, model: str, input_price: float) -> Path:
+    path.write_text(f'["{model}"]\ninput = {input_price}\noutput = 4.0\ncache_write = 0\ncache_read = 0\n')
+    return path
+
+
+def test_the_env_override_is_merged_over_the_packaged_table(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CONCERTMASTER_PRICES", str(write(tmp_path / "p.toml", "claude-haiku-4-5", 2.0)))
+    table = load_prices()
+    assert table.cost("claude-haiku-4-5", Usage(1_000_000, 0)) == 2.0  # replaced
+    assert table.price("claude-opus-4-5") is not None  # kept
+
+
+def test_an_explicit_path_replaces_the_packaged_table(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CONCERTMASTER_PRICES", raising=False)
+    table = load_prices(write(tmp_path / "p.toml", "my-model", 1.0))
+    assert table.price("my-model-2") is not None and table.price("claude-opus-4-5") is None
+
+
+def test_an_invalid_price_file_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('["claude-x"]\ninput = 1.0\n')
+    monkeypatch.setenv("CONCERTMASTER_PRICES", str(bad))
+    with pytest.raises(ConfigError, match="output"):
+        load_prices()
