@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,26 @@ from policies.limits import Limits
 log = logging.getLogger("concertmaster")
 
 __all__ = ["RunBody", "Runtime"]
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""Who runs a run: this host and process (another server on the same database leaves it alone)."""
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the process that owns a run still running (on this host)?"""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's run: we can't tell, and it can't be resumed here either
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 TERMINAL = frozenset({"succeeded", "failed", "stopped", "cancelled", "interrupted"})
 PARKED = ("awaiting_input", "awaiting_approval")
@@ -110,12 +132,19 @@ class Runtime:
                 )
 
     async def _mark_interrupted(self, reason: str) -> None:
-        """Runs left in progress by a previous process can't continue here: say so in the audit."""
+        """Runs left in progress by a process that is gone can't continue: say so in the audit.
+
+        Another live server on the same database (two clients each start one) keeps its runs: a run's
+        `owner` names the host and process that runs it.
+        """
         assert self._reader is not None
         stale = self._reader.query(
-            "select id from runs where status in ('running', 'queued', 'awaiting_input')"
+            "select id, owner from runs where status in"
+            " ('running', 'queued', 'awaiting_input', 'awaiting_approval')"
         )
         for row in stale:
+            if owner_alive(row["owner"]):
+                continue
             await self.audit.write(
                 Write(
                     [
@@ -126,6 +155,11 @@ class Runtime:
                         ),
                         (
                             "update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
+                            (now(), row["id"]),
+                        ),
+                        (
+                            "update pending_requests set status = 'cancelled', resolved_at = ? where run_id = ?"
+                            " and status in ('pending', 'answered')",
                             (now(), row["id"]),
                         ),
                     ],
@@ -168,9 +202,9 @@ class Runtime:
             Write(
                 [
                     (
-                        "insert into runs (id, pattern, control, status, input, options, started_at)"
-                        " values (?, ?, ?, 'running', ?, ?, ?)",
-                        (run_id, pattern, control, input, json.dumps(opts, default=str), now()),
+                        "insert into runs (id, pattern, control, status, input, options, started_at, owner)"
+                        " values (?, ?, ?, 'running', ?, ?, ?, ?)",
+                        (run_id, pattern, control, input, json.dumps(opts, default=str), now(), OWNER),
                     )
                 ],
                 [

@@ -183,10 +183,15 @@ def _v3_approvals(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4_run_owner(db: sqlite_utils.Database) -> None:
+    """`runs.owner`: the host and process running a run, so a second server on the same file leaves it alone."""
+    db.table("runs").add_column("owner", str)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
-MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals]
+MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

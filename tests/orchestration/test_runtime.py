@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -115,6 +116,14 @@ async def test_budget_pause_asks_a_human_to_extend_and_resumes(db: Path) -> None
     assert run["status"] == "succeeded" and run["output"] == "all three turns"
 
 
+async def test_a_second_server_on_the_same_database_leaves_live_runs_alone(db: Path) -> None:
+    async with runtime(db, ScriptedModel(latency=0.5)) as first:
+        run_id = await first.start_run("delegate", "t", delegate("a", "t"))
+        async with runtime(db, ScriptedModel()) as second:
+            assert second.get_run(run_id)["status"] == "running"
+        assert (await first.wait(run_id, 5))["status"] == "succeeded"
+
+
 async def test_a_crashing_pattern_fails_its_run_not_the_runtime(db: Path) -> None:
     async def broken(ctx: RunContext) -> Outcome:
         raise RuntimeError("bug in a pattern")
@@ -137,7 +146,11 @@ async def test_runs_left_running_by_a_crash_are_marked_interrupted(db: Path) -> 
     # a row left 'running' by a process that died is marked at the next start
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("update runs set status = 'running', stop_reason = null where id = ?", (run_id,))
+        # as if a server process that has since died had left it running
+        conn.execute(
+            "update runs set status = 'running', stop_reason = null, owner = ? where id = ?",
+            (f"{socket.gethostname()}:99999999", run_id),
+        )
     conn.close()
     async with runtime(db, ScriptedModel()) as rt:
         run = rt.get_run(run_id)
