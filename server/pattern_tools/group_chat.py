@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 
 from orchestration.config import describe_validation_error
 from orchestration.errors import InvalidInputError
-from orchestration.patterns.group_chat import GroupChatOptions, group_chat
+from orchestration.patterns.group_chat import MAX_TURNS, GroupChatOptions, group_chat
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -36,19 +36,42 @@ def register(server: MCPServer[Any]) -> None:
         agents: Members,
         topic: Task,
         max_turns: Annotated[
-            int | None, Field(ge=1, le=100, description="Turns before the chat is resolved.")
+            int | None,
+            Field(
+                ge=1,
+                le=MAX_TURNS,
+                description="Participant turns before the chat is resolved (default: the max_turns limit).",
+            ),
         ] = None,
         speaker_selection: Annotated[
             Literal["round_robin", "manager"],
-            Field(description="round_robin, or manager: the manager picks."),
+            Field(
+                description="round_robin (in the order given), or manager (the manager picks each speaker)."
+            ),
         ] = "round_robin",
-        manager: Annotated[str | None, Field(max_length=64, description="The chat manager agent.")] = None,
+        manager: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=64,
+                description="The chat manager: picks speakers and/or summarises at max_turns. Without a group it "
+                "sees everything; with one, only what its group may see.",
+            ),
+        ] = None,
         termination_phrase: Annotated[
-            str, Field(min_length=1, max_length=64, description="A message containing it ends the chat.")
+            str,
+            Field(
+                min_length=1,
+                max_length=64,
+                description="A message containing it ends the chat (default TERMINATE).",
+            ),
         ] = "TERMINATE",
         resolution: Annotated[
             Literal["summarize", "last_proposal"] | None,
-            Field(description="At max_turns: the manager summarises, or the last proposal stands."),
+            Field(
+                description="At max_turns: summarize (the manager states the conclusion; default with a manager) "
+                "or last_proposal (the last message stands; default without)."
+            ),
         ] = None,
         control: Control = None,
         limits: LimitsArg = None,
@@ -61,8 +84,6 @@ def register(server: MCPServer[Any]) -> None:
             return followed
         rt = state(ctx).runtime
         members = check_members(rt, agents)
-        if len(members) < 2:
-            raise InvalidInputError("agents: a group chat needs at least 2 participants")
         check_member(rt, manager)
         check_task(topic, "topic")
         try:
@@ -75,11 +96,12 @@ def register(server: MCPServer[Any]) -> None:
             )
         except ValidationError as exc:
             raise InvalidInputError(describe_validation_error(exc)) from None
+        body = group_chat(members, topic, options)  # refuses fewer than 2 participants
         return await start_and_follow(
             ctx,
             "group_chat",
             topic,
-            group_chat(members, topic, options),
+            body,
             options={"agents": members, **options.model_dump()},
             control=control,
             limits=limits,
