@@ -38,19 +38,28 @@ def register(server: MCPServer[Any]) -> None:
         reconcile: Annotated[
             Literal["all", "majority", "confidence", "judge"],
             Field(
-                description="all: every answer; majority: vote on normalised answers (a tie is a "
-                "disagreement); confidence: each agent states one, highest wins; judge: a judge agent decides."
+                description="all: every answer, labelled by agent; majority: a vote on normalised answers (a "
+                "`FINAL ANSWER:` line if given; a tie is a disagreement); confidence: each agent ends with "
+                "`CONFIDENCE: <0..1>`, the highest wins; judge: the judge agent picks or merges."
             ),
         ] = "all",
         judge: Annotated[
-            str | None, Field(max_length=64, description="Judge agent, for judge rules.")
+            str | None,
+            Field(
+                max_length=64,
+                description="The judge agent; required by reconcile='judge' and on_disagreement='judge'.",
+            ),
         ] = None,
-        threshold: Annotated[float, Field(ge=0, le=1, description="Lowest winning confidence.")] = 0.5,
+        threshold: Annotated[
+            float,
+            Field(ge=0, le=1, description="reconcile='confidence': the lowest confidence that can win."),
+        ] = 0.5,
         on_disagreement: Annotated[
             Literal["judge", "fail", "escalate"],
             Field(
-                description="judge: the judge settles it; fail: stop with every answer; escalate: a human "
-                "accepts the leading answer or not (approval channels)."
+                description="A tie or no confident answer. judge: the judge decides; fail: the run stops "
+                "(`disagreement`) with every answer; escalate: a human accepts the leading answer or not "
+                "(approve_action, elicitation or the CLI)."
             ),
         ] = "fail",
         control: Control = None,
@@ -58,13 +67,14 @@ def register(server: MCPServer[Any]) -> None:
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
         """Agents answer the same task at the same time (N agents take about as long as the slowest one); their
-        answers are reconciled by `reconcile`, and a disagreement is settled by `on_disagreement`."""
+        answers are reconciled by `reconcile`, a disagreement is settled by `on_disagreement`, and an agent
+        that fails is left out (the run fails only if all do). The `reconciled` audit event shows the votes."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime
         members = check_members(rt, agents)
-        check_member(rt, judge)
         check_task(task)
+        check_member(rt, judge)
         try:
             options = ConcurrentOptions(
                 reconcile=reconcile, judge=judge, threshold=threshold, on_disagreement=on_disagreement
