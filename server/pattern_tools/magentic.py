@@ -1,4 +1,4 @@
-"""run_magentic: a manager keeps task and progress ledgers and pulls agents in as needed."""
+"""run_magentic: a manager keeps a task ledger and a progress ledger and pulls agents in as needed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 
 from orchestration.config import describe_validation_error
 from orchestration.errors import InvalidInputError
-from orchestration.patterns.magentic import MagenticOptions, magentic
+from orchestration.patterns.magentic import MAX_ROUNDS, MagenticOptions, magentic
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -26,6 +26,8 @@ from server.starting import (
     start_and_follow,
 )
 
+DEFAULT_MANAGER = "planner"
+
 
 def register(server: MCPServer[Any]) -> None:
     @server.tool(title="Run a magentic (ledger-driven) team", annotations=RUN_STARTER)
@@ -34,34 +36,56 @@ def register(server: MCPServer[Any]) -> None:
         ctx: Context[Any, Any],
         goal: Task,
         agents: Annotated[
-            list[str] | None, Field(description="The team (default: every agent but the manager).")
+            list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+            Field(
+                max_length=1000,
+                description="The agents (or teams) the manager directs (default: every agent but the manager).",
+            ),
         ] = None,
         manager: Annotated[
-            str | None, Field(max_length=64, description="Manager agent (default: `planner`).")
+            str | None,
+            Field(
+                min_length=1,
+                max_length=64,
+                description=f"The manager that keeps the ledgers (default: the agent `{DEFAULT_MANAGER}`, "
+                "required when the team has none).",
+            ),
         ] = None,
-        max_rounds: Annotated[int | None, Field(ge=1, le=200, description="Rounds before stopping.")] = None,
+        max_rounds: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                le=MAX_ROUNDS,
+                description="Rounds in the whole run, replans included (default: the max_turns limit).",
+            ),
+        ] = None,
         max_stalls: Annotated[
-            int, Field(ge=0, le=50, description="Rounds without progress before a replan.")
+            int,
+            Field(ge=0, le=50, description="Stalled rounds in a row tolerated before the manager replans."),
         ] = 3,
-        max_resets: Annotated[int, Field(ge=0, le=20, description="Replans before stopping.")] = 2,
+        max_resets: Annotated[
+            int, Field(ge=0, le=20, description="Replans allowed before the run stops (max_resets).")
+        ] = 2,
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """A manager plans (facts, guesses, plan), then each round decides whether the goal is met, whether the
-        work is looping, and who does what next; stalls trigger replans. Ledgers are recorded in the audit."""
+        """A manager writes a task ledger (facts, guesses, plan), then each round a progress ledger: is the goal
+        met, is the work looping, is it progressing, who does what next. Stalled rounds make it replan. Returns
+        the manager's final answer, or (status `stopped`, reason max_rounds / max_resets) its best partial
+        answer. Every ledger is in the run's audit events."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime
-        lead = manager or ("planner" if "planner" in rt.config.member_names() else None)
+        lead = manager
         if lead is None:
-            raise InvalidInputError(
-                "manager: name the manager agent (the team has no agent called 'planner')"
-            )
+            if DEFAULT_MANAGER not in rt.config.agents:
+                raise InvalidInputError(
+                    f"manager: name the manager agent (the team has no agent called {DEFAULT_MANAGER!r})"
+                )
+            lead = DEFAULT_MANAGER
         check_member(rt, lead)
         team = check_members(rt, agents if agents is not None else [a for a in rt.config.agents if a != lead])
-        if not team:
-            raise InvalidInputError("agents: the manager needs at least one other agent to direct")
         check_task(goal, "goal")
         try:
             options = MagenticOptions(
@@ -69,11 +93,14 @@ def register(server: MCPServer[Any]) -> None:
             )
         except ValidationError as exc:
             raise InvalidInputError(describe_validation_error(exc)) from None
+        body = magentic(
+            goal, team, options
+        )  # refuses an empty team, repeats, and the manager among the agents
         return await start_and_follow(
             ctx,
             "magentic",
             goal,
-            magentic(goal, team, options),
+            body,
             options={"agents": team, **options.model_dump()},
             control=control,
             limits=limits,
