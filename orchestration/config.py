@@ -9,11 +9,11 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestration.errors import ConfigError
+from orchestration.errors import ConfigError, InvalidInputError
 from policies.limits import Limits
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
@@ -217,6 +217,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
     except ValidationError as exc:
         raise ConfigError(f"config file {source}: {describe_validation_error(exc)}") from None
     return config.model_copy(update={"source": str(file) if file else "built-in default team"})
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, what: str = "") -> M:
+    """`data` as a `model`, or `InvalidInputError` naming each bad field and what it expects."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message = describe_validation_error(exc)
+        raise InvalidInputError(f"{what}: {message}" if what else message) from None
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
-from orchestration.errors import ConcertmasterError, InvalidInputError
+from orchestration.errors import ConcertmasterError
 from orchestration.step import StepFailed
 
 # `**` is tolerated because models like to bold these lines
@@ -378,8 +378,5 @@ async def escalate(
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
     """The concurrent pattern as a sub-team (`[teams.NAME]` with `pattern = "concurrent"`)."""
-    try:
-        opts = ConcurrentOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"concurrent options: {describe_validation_error(exc)}") from None
+    opts = validated(ConcurrentOptions, options, "concurrent options")
     return concurrent(members, task, opts)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import InvalidInputError
 from orchestration.models.base import Message
@@ -279,8 +279,5 @@ async def resolve(
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
     """The run body of a sub-team whose pattern is group_chat (`options` as in `GroupChatOptions`)."""
-    try:
-        opts = GroupChatOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"group_chat options: {describe_validation_error(exc)}") from None
+    opts = validated(GroupChatOptions, options, "group_chat options")
     return group_chat(members, task, opts)

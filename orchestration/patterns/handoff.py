@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
-from orchestration.errors import GuardrailTripped, InvalidInputError
+from orchestration.errors import GuardrailTripped
 from orchestration.models.base import Message, ToolSpec
 from orchestration.patterns.delegate import task_prompt
 from orchestration.step import AgentTool, ToolCallContext, ToolOutcome
@@ -163,8 +163,5 @@ def _consult_tool(target: str, consult: Any) -> AgentTool:
 
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
-    try:
-        opts = HandoffOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"handoff options: {describe_validation_error(exc)}") from None
+    opts = validated(HandoffOptions, options, "handoff options")
     return handoff(members[0], task, members=members, allow_consult=opts.allow_consult)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestration.config import describe_validation_error
+from orchestration.config import describe_validation_error, validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import GuardrailTripped, InvalidInputError
 from orchestration.models.base import Message
@@ -437,8 +437,5 @@ async def best_partial(
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
     """The run body of a sub-team whose pattern is magentic: `options` as in `MagenticOptions`; the manager may
     be listed among the members (it is taken out of the team it directs)."""
-    try:
-        opts = MagenticOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"magentic options: {describe_validation_error(exc)}") from None
+    opts = validated(MagenticOptions, options, "magentic options")
     return magentic(task, [m for m in members if m != opts.manager], opts)

@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestration.config import TeamConfig, describe_validation_error
+from orchestration.config import TeamConfig, describe_validation_error, validated
 from orchestration.context import Outcome, RunBody, RunContext
-from orchestration.errors import GuardrailTripped, InvalidInputError
+from orchestration.errors import GuardrailTripped
 from orchestration.models.base import Usage
 from orchestration.models.pricing import load_prices
 from orchestration.parsing import extract_json
@@ -263,9 +263,6 @@ async def evaluate(ctx: RunContext, goal: str, result: str, evaluator: str, roun
 
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
-    try:
-        opts = PlanOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"plan options: {describe_validation_error(exc)}") from None
+    opts = validated(PlanOptions, options, "plan options")
     executors = [m for m in members if m not in (opts.planner, opts.evaluator)]
     return plan_and_execute(task, executors, opts)

@@ -10,11 +10,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
-from orchestration.errors import InvalidInputError
 
 
 class Checkpoint(BaseModel):
@@ -111,8 +110,5 @@ def sequential(agents: Sequence[str], task: str, checkpoint: Checkpoint | None =
 
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
-    try:
-        opts = SequentialOptions.model_validate(options)
-    except ValidationError as exc:
-        raise InvalidInputError(f"sequential options: {describe_validation_error(exc)}") from None
+    opts = validated(SequentialOptions, options, "sequential options")
     return sequential(members, task, opts.checkpoint)

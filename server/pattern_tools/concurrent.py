@@ -6,10 +6,9 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from orchestration.config import describe_validation_error
-from orchestration.errors import InvalidInputError
+from orchestration.config import validated
 from orchestration.patterns.concurrent import ConcurrentOptions, concurrent
 from server.app import state, tool_errors
 from server.schemas import RunResult
@@ -75,12 +74,15 @@ def register(server: MCPServer[Any]) -> None:
         members = check_members(rt, agents)
         check_task(task)
         check_member(rt, judge)
-        try:
-            options = ConcurrentOptions(
-                reconcile=reconcile, judge=judge, threshold=threshold, on_disagreement=on_disagreement
-            )
-        except ValidationError as exc:
-            raise InvalidInputError(describe_validation_error(exc)) from None
+        options = validated(
+            ConcurrentOptions,
+            {
+                "reconcile": reconcile,
+                "judge": judge,
+                "threshold": threshold,
+                "on_disagreement": on_disagreement,
+            },
+        )
         return await start_and_follow(
             ctx,
             "concurrent",

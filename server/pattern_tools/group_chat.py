@@ -6,10 +6,9 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from orchestration.config import describe_validation_error
-from orchestration.errors import InvalidInputError
+from orchestration.config import validated
 from orchestration.patterns.group_chat import MAX_TURNS, GroupChatOptions, group_chat
 from server.app import state, tool_errors
 from server.schemas import RunResult
@@ -86,16 +85,16 @@ def register(server: MCPServer[Any]) -> None:
         members = check_members(rt, agents)
         check_member(rt, manager)
         check_task(topic, "topic")
-        try:
-            options = GroupChatOptions(
-                max_turns=max_turns,
-                speaker_selection=speaker_selection,
-                manager=manager,
-                termination_phrase=termination_phrase,
-                resolution=resolution,
-            )
-        except ValidationError as exc:
-            raise InvalidInputError(describe_validation_error(exc)) from None
+        options = validated(
+            GroupChatOptions,
+            {
+                "max_turns": max_turns,
+                "speaker_selection": speaker_selection,
+                "manager": manager,
+                "termination_phrase": termination_phrase,
+                "resolution": resolution,
+            },
+        )
         body = group_chat(members, topic, options)  # refuses fewer than 2 participants
         return await start_and_follow(
             ctx,

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.errors import InvalidInputError
 from orchestration.patterns.magentic import MAX_ROUNDS, MagenticOptions, magentic
 from server.app import state, tool_errors
@@ -87,12 +87,10 @@ def register(server: MCPServer[Any]) -> None:
         check_member(rt, lead)
         team = check_members(rt, agents if agents is not None else [a for a in rt.config.agents if a != lead])
         check_task(goal, "goal")
-        try:
-            options = MagenticOptions(
-                manager=lead, max_rounds=max_rounds, max_stalls=max_stalls, max_resets=max_resets
-            )
-        except ValidationError as exc:
-            raise InvalidInputError(describe_validation_error(exc)) from None
+        options = validated(
+            MagenticOptions,
+            {"manager": lead, "max_rounds": max_rounds, "max_stalls": max_stalls, "max_resets": max_resets},
+        )
         body = magentic(
             goal, team, options
         )  # refuses an empty team, repeats, and the manager among the agents

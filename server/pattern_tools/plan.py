@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from orchestration.config import describe_validation_error
+from orchestration.config import validated
 from orchestration.errors import InvalidInputError
 from orchestration.patterns.plan import PlanOptions, plan_and_execute
 from server.app import state, tool_errors
@@ -68,16 +68,16 @@ def register(server: MCPServer[Any]) -> None:
         if not executors:
             raise InvalidInputError("agents: the plan needs at least one executor besides the planner")
         check_task(goal, "goal")
-        try:
-            options = PlanOptions(
-                planner=lead,
-                evaluator=evaluator,
-                threshold=threshold,
-                max_replans=max_replans,
-                dry_run=dry_run,
-            )
-        except ValidationError as exc:
-            raise InvalidInputError(describe_validation_error(exc)) from None
+        options = validated(
+            PlanOptions,
+            {
+                "planner": lead,
+                "evaluator": evaluator,
+                "threshold": threshold,
+                "max_replans": max_replans,
+                "dry_run": dry_run,
+            },
+        )
         return await start_and_follow(
             ctx,
             "plan",
