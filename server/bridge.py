@@ -63,19 +63,21 @@ class ApprovalForm(BaseModel):
 class SessionSampler:
     """2025-era sampling: a `sampling/createMessage` request over the client session."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, supports_tools: bool = False) -> None:
         self.session = session
+        self.supports_tools = supports_tools
 
     async def sample(
         self, params: CreateMessageRequestParams, *, run_id: str
     ) -> CreateMessageResult | CreateMessageResultWithTools:
         try:
-            result: CreateMessageResult = await self.session.create_message(
+            result: CreateMessageResult | CreateMessageResultWithTools = await self.session.create_message(
                 params.messages,
                 max_tokens=params.max_tokens,
                 system_prompt=params.system_prompt,
                 include_context=params.include_context,
                 metadata=params.metadata,
+                tools=params.tools,
             )
         except MCPError as exc:
             raise ProviderError(
@@ -95,9 +97,10 @@ class SessionSampler:
 class PendingSampler:
     """2026-era sampling: a pending request that the next run-following tool call carries to the client."""
 
-    def __init__(self, pending: PendingRequests, timeout: float) -> None:
+    def __init__(self, pending: PendingRequests, timeout: float, supports_tools: bool = False) -> None:
         self.pending = pending
         self.timeout = timeout
+        self.supports_tools = supports_tools
 
     async def sample(
         self, params: CreateMessageRequestParams, *, run_id: str
@@ -124,9 +127,11 @@ def sampler_for(ctx: Context[Any, Any], pending: PendingRequests, timeout: float
     """The sampler for runs started by this tool call, or None when the client offers no sampling."""
     if not client_offers_sampling(ctx):
         return None
+    caps = ctx.client_capabilities
+    tools = caps is not None and caps.sampling is not None and caps.sampling.tools is not None
     if is_modern(ctx):
-        return PendingSampler(pending, timeout)
-    return SessionSampler(ctx.session)
+        return PendingSampler(pending, timeout, supports_tools=tools)
+    return SessionSampler(ctx.session, supports_tools=tools)
 
 
 def carry_pending(
@@ -199,6 +204,8 @@ async def accept_answers(ctx: Context[Any, Any], rt: Runtime) -> None:
         try:
             if isinstance(response, CreateMessageResult | CreateMessageResultWithTools):
                 answer: Any = response
+            elif isinstance(response, dict) and isinstance(response.get("content"), list):
+                answer = CreateMessageResultWithTools.model_validate(response)
             else:
                 answer = CreateMessageResult.model_validate(response)
         except ValidationError as exc:

@@ -11,7 +11,16 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.session import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult
+from mcp_types import (
+    CreateMessageResult,
+    CreateMessageResultWithTools,
+    ElicitRequestParams,
+    ElicitResult,
+    SamplingCapability,
+    SamplingToolsCapability,
+    TextContent,
+    ToolUseContent,
+)
 
 from orchestration.approvals import decide_from_cli
 from orchestration.config import TeamConfig
@@ -39,7 +48,13 @@ class World:
         self.tmp = tmp
 
     def config(
-        self, replies: list[Any], *, policy: str = "default", command: str | None = None, timeout_s: float = 5
+        self,
+        replies: list[Any],
+        *,
+        policy: str = "default",
+        command: str | None = None,
+        timeout_s: float = 5,
+        model: str = "scripted",
     ) -> TeamConfig:
         return TeamConfig.model_validate(
             {
@@ -56,7 +71,7 @@ class World:
                     "clerk": {
                         "description": "files clerk",
                         "instructions": "Tidy files.",
-                        "model": "scripted",
+                        "model": model,
                         "tools": ["files.*"],
                         "scripted": {"replies": replies},
                     }
@@ -325,3 +340,41 @@ async def test_a_hanging_tool_times_out_and_a_failing_tool_reports_its_error(wor
         r["payload"] for r in world.rows("select payload from events where kind = 'tool_called' order by seq")
     ]
     assert "did not answer within 1 s" in results[0] and "the disk is on fire" in results[1]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_agent_on_the_clients_model_uses_granted_tools(world: World, mode: str) -> None:
+    seen: list[Any] = []
+
+    async def client_model(context: Any, params: Any) -> Any:
+        seen.append(params)
+        last = params.messages[-1].content_as_list
+        if params.tools and not any(c.type == "tool_result" for c in last):
+            return CreateMessageResultWithTools(
+                role="assistant",
+                model="client-model",
+                stop_reason="toolUse",
+                content=[
+                    ToolUseContent(
+                        type="tool_use", id="tu_1", name="files__read_file", input={"name": "a.txt"}
+                    )
+                ],
+            )
+        result = next(c for c in last if c.type == "tool_result")
+        return CreateMessageResult(
+            role="assistant",
+            model="client-model",
+            content=TextContent(type="text", text=f"the file says {result.content[0].text}"),
+        )
+
+    caps = SamplingCapability(tools=SamplingToolsCapability())
+    async with Client(
+        world.server([], model="sampling"),
+        mode=mode,
+        sampling_callback=client_model,
+        sampling_capabilities=caps,
+    ) as client:
+        run = await delegate(client)
+    assert run["status"] == "succeeded" and run["output"] == "the file says hello", run
+    assert {t.name for t in seen[0].tools} >= {"files__read_file", "files__delete_file"}
+    assert world.calls() == ["read_file a.txt"]
