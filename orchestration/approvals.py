@@ -82,7 +82,13 @@ async def request_approval(
     payload["question"] = question(payload)
     try:
         answer, channel = await ctx.pending.ask(
-            ctx.run_id, "approval", payload, step_id=step_id, timeout=ttl_s, park_as="awaiting_approval"
+            ctx.run_id,
+            "approval",
+            payload,
+            step_id=step_id,
+            timeout=ttl_s,
+            park_as="awaiting_approval",
+            adopt=asked_before(ctx, digest) if ctx.resumed else None,
         )
     except TimeoutError:
         return Verdict(False, f"nobody decided within {ttl_s:g} s; the request expired", "expiry")
@@ -95,6 +101,17 @@ async def request_approval(
         return Verdict(False, "the decision did not match this exact action (digest mismatch)", channel)
     approved = decision.get("decision") == "approve"
     return Verdict(approved, str(decision.get("reason") or ""), channel, decision.get("decided_by"))
+
+
+def asked_before(ctx: RunContext, digest: str) -> dict[str, Any] | None:
+    """The approval of this exact action that the run asked before a restart, if still open."""
+    with AuditReader(ctx.audit.path) as reader:
+        rows = reader.query(
+            "select * from pending_requests where run_id = ? and kind = 'approval' and status in"
+            " ('pending', 'answered') and json_extract(payload, '$.digest') = ? order by created_at desc limit 1",
+            (ctx.run_id, digest),
+        )
+    return rows[0] if rows else None
 
 
 class Approvals:

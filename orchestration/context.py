@@ -45,6 +45,17 @@ class Outcome:
     """Structured extras of the pattern (votes, ledgers, plan...)."""
 
 
+@dataclass
+class Replay:
+    """What an unfinished step had already done before a restart."""
+
+    step_id: str
+    replies: list[Any] = field(default_factory=list)
+    """Recorded `ModelResponse`s, oldest first."""
+    tool_results: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    """Recorded tool results by call id: `(content, is_error)`."""
+
+
 RunBody = Callable[["RunContext"], Awaitable[Outcome]]
 """A pattern bound to its arguments: runs in a context, returns how it ended."""
 
@@ -70,6 +81,12 @@ class RunContext:
     listeners: list[Listener] = field(default_factory=list)
     recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Finished steps of this run by key, replayed instead of re-run when a run resumes."""
+    unfinished: dict[str, Replay] = field(default_factory=dict)
+    """Steps cut short by a restart, by key: their recorded model replies and tool results are replayed."""
+    resumed: bool = False
+    """True when the run was resumed after a server restart."""
+    recipe: dict[str, Any] | None = None
+    """How to rebuild the run (pattern, members, options) if it must resume after a restart."""
     partial: str = ""
     """Output of the last successful step: the partial result if the run is stopped."""
     pending: PendingRequests | None = None

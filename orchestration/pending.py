@@ -46,6 +46,8 @@ class PendingRequests:
         self.audit = audit
         self._on_change = on_change
         self._open: dict[str, PendingRequest] = {}
+        self.keep_on_shutdown = False
+        """Set while the server stops: open requests stay open in the audit, to be adopted after a restart."""
         self._changed = anyio.Event()
 
     def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
@@ -78,39 +80,63 @@ class PendingRequests:
         step_id: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - recorded as the request's expiry
         park_as: str = "awaiting_input",
+        adopt: dict[str, Any] | None = None,
     ) -> tuple[Any, str]:
         """Open a request, park the run as `park_as`, wait for the answer: `(response, channel)`.
 
+        `adopt` is a recorded request row of this run asked before a server restart: it is waited on again (an
+        answer given meanwhile through the CLI is picked up) instead of asking twice.
         Raises `TimeoutError` after `timeout` seconds (the request is recorded as expired).
         """
-        expires = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat() if timeout else None
-        request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
-        await self.audit.write(
-            Write(
-                [
-                    (
-                        "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"
-                        " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                        (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires),
-                    ),
-                    ("update runs set status = ? where id = ? and status = 'running'", (park_as, run_id)),
-                ],
-                [
-                    Event(
-                        "input_requested",
-                        run_id,
-                        {"request_id": request.id, "kind": kind, "expires_at": expires},
-                        step_id,
-                    )
-                ],
-            )
+        park = (
+            "update runs set status = ? where id = ? and status in ('running', ?)",
+            (park_as, run_id, park_as),
         )
+        if adopt is not None:
+            expires = adopt["expires_at"]
+            if expires:
+                timeout = max((datetime.fromisoformat(expires) - datetime.now(UTC)).total_seconds(), 0.001)
+            request = PendingRequest(adopt["id"], run_id, kind, payload, step_id, expires)
+            await self.audit.write(
+                Write(
+                    [park],
+                    [Event("input_readopted", run_id, {"request_id": request.id, "kind": kind}, step_id)],
+                )
+            )
+        else:
+            expires = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat() if timeout else None
+            request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
+            insert = (
+                "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"
+                " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires),
+            )
+            event = Event(
+                "input_requested",
+                run_id,
+                {"request_id": request.id, "kind": kind, "expires_at": expires},
+                step_id,
+            )
+            await self.audit.write(Write([insert, park], [event]))
         self._open[request.id] = request
-        self._signal(run_id)
+        if adopt is not None and adopt.get("status") == "answered" and adopt.get("response"):
+            # answered (through the CLI) while no server was running: apply it now, nobody needs to be asked
+            await self.resolve(
+                request.id,
+                json.loads(adopt["response"]),
+                channel=adopt.get("channel") or "cli",
+                decided_by=adopt.get("decided_by"),
+            )
+        else:
+            self._signal(run_id)
         try:
             with anyio.fail_after(timeout) if timeout else anyio.CancelScope():
                 await request.done.wait()
         except (TimeoutError, anyio.get_cancelled_exc_class()) as exc:
+            if self.keep_on_shutdown and not isinstance(exc, TimeoutError):
+                # the server is stopping: the question stays open in the audit for the next server to adopt
+                self._open.pop(request.id, None)
+                raise
             status = "expired" if isinstance(exc, TimeoutError) else "cancelled"
             with anyio.CancelScope(shield=True):
                 await self._close(request, status, None, None, None)

@@ -22,7 +22,7 @@ from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
-from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext
+from orchestration.context import Listener, Outcome, ProviderFactory, Replay, RunBody, RunContext
 from orchestration.errors import (
     ConcertmasterError,
     GuardrailTripped,
@@ -93,20 +93,26 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._reader: AuditReader | None = None
         self._stopping = False
+        self._parked: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
         self.audit.open()
         self._reader = AuditReader(self.audit.path)
-        await self._mark_interrupted("the server stopped while the run was in progress")
+        resumable = await self._mark_interrupted("the server stopped while the run was in progress")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self.toolbox.bind(self._tg)
         self._tg.start_soon(self._poll_external_answers)
+        for row in resumable:
+            await self._resume(row)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._stopping = True
+        # runs waiting for a human keep waiting in the audit; the next server adopts them
+        self._parked = {r.run_id for r in self.pending.open_for(kind="approval")}
+        self.pending.keep_on_shutdown = True
         self.toolbox.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -131,7 +137,7 @@ class Runtime:
                     row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
                 )
 
-    async def _mark_interrupted(self, reason: str) -> None:
+    async def _mark_interrupted(self, reason: str) -> list[dict[str, Any]]:
         """Runs left in progress by a process that is gone can't continue: say so in the audit.
 
         Another live server on the same database (two clients each start one) keeps its runs: a run's
@@ -139,11 +145,15 @@ class Runtime:
         """
         assert self._reader is not None
         stale = self._reader.query(
-            "select id, owner from runs where status in"
+            "select id, owner, status, options, input from runs where status in"
             " ('running', 'queued', 'awaiting_input', 'awaiting_approval')"
         )
+        resumable = []
         for row in stale:
             if owner_alive(row["owner"]):
+                continue
+            if row["status"] == "awaiting_approval" and "recipe" in json.loads(row["options"] or "{}"):
+                resumable.append(row)
                 continue
             await self.audit.write(
                 Write(
@@ -166,6 +176,7 @@ class Runtime:
                     [Event("run_interrupted", row["id"], {"reason": reason})],
                 )
             )
+        return resumable
 
     # -- runs --------------------------------------------------------------------------------------
     async def start_run(
@@ -178,6 +189,7 @@ class Runtime:
         sampler: Sampler | None = None,
         limits: Limits | None = None,
         control: str = "centralized",
+        recipe: dict[str, Any] | None = None,
     ) -> str:
         """Record a new run and start `body` in the background; returns the run id at once."""
         if self._tg is None:
@@ -196,8 +208,11 @@ class Runtime:
             pending=self.pending,
             toolbox=self.toolbox,
             gate=self.policies.gate,
+            recipe=recipe,
         )
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
+        if recipe is not None:  # how to rebuild the run if it must resume after a restart
+            opts["recipe"] = recipe
         await self.audit.write(
             Write(
                 [
@@ -258,7 +273,9 @@ class Runtime:
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                if self._stopping:
+                if self._stopping and ctx.run_id in self._parked and ctx.recipe:
+                    pass  # left awaiting_approval, with its question open, for the next server to resume
+                elif self._stopping:
                     await self._finish(
                         ctx,
                         "interrupted",
@@ -274,6 +291,69 @@ class Runtime:
             active.done.set()
             active.wake.set()
             self._active.pop(ctx.run_id, None)
+
+    async def _resume(self, row: dict[str, Any]) -> None:
+        """Continue a run that was waiting for a human when its server stopped: finished steps are replayed from
+        the audit, the unfinished step replays its recorded replies and tool results, and the open approval is
+        adopted (a decision given meanwhile through the CLI is applied)."""
+        from orchestration.models.base import ModelResponse, ToolCall
+        from orchestration.patterns.registry import build
+
+        assert self._tg is not None and self._reader is not None
+        run_id, opts = row["id"], json.loads(row["options"] or "{}")
+        recipe = opts["recipe"]
+        body = build(recipe["pattern"], recipe["members"], row["input"], recipe.get("options") or {})
+        steps = self._reader.query("select * from steps where run_id = ?", (run_id,))
+        recorded = {s["key"]: s for s in steps if s["status"] == "succeeded"}
+        unfinished: dict[str, Replay] = {}
+        for step in steps:
+            if step["status"] == "succeeded":
+                continue
+            replay = Replay(step["id"])
+            for ev in self._reader.events(run_id):
+                if ev["step_id"] != step["id"]:
+                    continue
+                payload = ev["payload"]
+                if ev["kind"] == "model_called" and "reply" in payload:
+                    reply = payload["reply"]
+                    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in reply["calls"])
+                    replay.replies.append(
+                        ModelResponse(
+                            reply["text"],
+                            payload["model"],
+                            payload["provider"],
+                            tool_calls=calls,
+                            stop_reason=reply.get("stop_reason"),
+                        )
+                    )
+                elif ev["kind"] == "tool_called" and payload.get("call_id"):
+                    replay.tool_results[payload["call_id"]] = (payload["result"], bool(payload["is_error"]))
+            unfinished[step["key"]] = replay
+        limits = self.limits.merged(**opts.get("limits", {}))
+        ctx = RunContext(
+            run_id=run_id,
+            config=self.config,
+            audit=self.audit,
+            budget=Budget(limits, on_budget=self.on_budget),
+            providers=self.providers,
+            control=row.get("control") or "centralized",
+            listeners=self._listeners.setdefault(run_id, []),
+            pending=self.pending,
+            toolbox=self.toolbox,
+            gate=self.policies.gate,
+            recorded=recorded,
+            unfinished=unfinished,
+            resumed=True,
+            recipe=recipe,
+        )
+        await ctx.record(
+            "run_resumed",
+            {"owner": OWNER, "replayed_steps": len(recorded), "unfinished_steps": len(unfinished)},
+            statements=[("update runs set owner = ? where id = ?", (OWNER, run_id))],
+        )
+        active = _Active(ctx)
+        self._active[run_id] = active
+        self._tg.start_soon(self._execute, active, body)
 
     async def _finish(
         self,

@@ -101,12 +101,22 @@ async def run_step(
         return StepResult(row["id"], agent_name, row["output"] or "", row["model"], replayed=True)
     ctx.budget.check_step(ctx.depth)
     ctx.budget.steps += 1
-    step_id = new_id("step")
+    replay = ctx.unfinished.pop(full_key, None)
+    step_id = replay.step_id if replay else new_id("step")
+    replayed = len(replay.replies) if replay else 0
     started = now()
     t0 = time.perf_counter()
     remaining = ctx.budget.limits.step_timeout_s
     try:
-        await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
+        if replay is None:
+            await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
+        else:  # a step cut short by a restart: its recorded replies and tool results are replayed, not re-paid
+            await ctx.record(
+                "step_resumed",
+                {"agent": agent_name, "key": full_key, "replies": len(replay.replies)},
+                step_id=step_id,
+                statements=[("update steps set status = 'running' where id = ?", (step_id,))],
+            )
         provider = ctx.provider(agent_name)
         if agent.tools and ctx.gate is not None:
             from orchestration.agent_tools import tools_for
@@ -129,20 +139,29 @@ async def run_step(
                 call_started = time.perf_counter()
                 # the step timeout bounds the agent's own work; a wait for a human (approval) is not counted
                 remaining = max(min(ctx.budget.limits.step_timeout_s, ctx.budget.remaining_seconds()), 0.001)
-                with anyio.fail_after(remaining):
-                    response = await provider.complete(request)
-                await _record_model_call(
-                    ctx, step_id, agent_name, response, time.perf_counter() - call_started
-                )
+                if replay is not None and replay.replies:
+                    response = replay.replies.pop(0)
+                    if not replay.replies and hasattr(provider, "advance"):
+                        provider.advance(replayed)  # a scripted model continues after what was replayed
+                else:
+                    with anyio.fail_after(remaining):
+                        response = await provider.complete(request)
+                    await _record_model_call(
+                        ctx, step_id, agent_name, response, time.perf_counter() - call_started
+                    )
                 model, output = response.model, response.text
                 if not response.tool_calls or not tool_map:
                     break
                 results = []
                 for tc in response.tool_calls:
                     calls += 1
-                    outcome = await _call_tool(
-                        ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls
-                    )
+                    recorded = replay.tool_results.get(tc.id) if replay is not None else None
+                    if recorded is not None:
+                        outcome = ToolOutcome(recorded[0], recorded[1])
+                    else:
+                        outcome = await _call_tool(
+                            ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls, call_id=tc.id
+                        )
                     if outcome.stop:
                         stopped_by, output = outcome, outcome.content
                         break
@@ -326,6 +345,14 @@ async def _record_model_call(
             "latency_ms": round(latency * 1000, 3),
             "stop_reason": response.stop_reason,
             "tool_calls": [tc.name for tc in response.tool_calls],
+            # the whole reply, so a step cut short by a restart is replayed instead of paid for twice
+            "reply": {
+                "text": response.text,
+                "stop_reason": response.stop_reason,
+                "calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
+                ],
+            },
         },
         step_id=step_id,
         statements=[
@@ -349,6 +376,8 @@ async def _call_tool(
     name: str,
     arguments: dict[str, Any],
     count: int,
+    *,
+    call_id: str = "",
 ) -> ToolOutcome:
     limit = ctx.budget.limits.max_tool_calls
     t0 = time.perf_counter()
@@ -366,9 +395,10 @@ async def _call_tool(
         {
             "agent": agent,
             "tool": name,
+            "call_id": call_id,
             "arguments": arguments,
             "is_error": outcome.is_error,
-            "result": outcome.content[:2000],
+            "result": outcome.content,
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
             **({"data": outcome.data} if outcome.data else {}),
         },

@@ -127,8 +127,10 @@ async def start_and_follow(
     wait_seconds: float | None,
     control: str | None = None,
     limits: LimitOverrides | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> RunResult | InputRequiredResult:
-    """Start a run of `body` and follow it for up to `wait_seconds`."""
+    """Start a run of `body` and follow it for up to `wait_seconds`. `recipe` (pattern, members, options for
+    `patterns.registry.build`) lets a run waiting for a human resume after a server restart."""
     rt = state(ctx).runtime
     run_limits = limits_for(rt, limits)
     run_id = await rt.start_run(
@@ -139,6 +141,7 @@ async def start_and_follow(
         sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s),
         limits=run_limits,
         control=control or "centralized",
+        recipe=recipe,
     )
     return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
 

@@ -125,6 +125,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
             delegate(agent, task, context),
             options={"agent": agent, "context": context},
             wait_seconds=wait_seconds,
+            recipe={"pattern": "delegate", "members": [agent], "options": {"context": context}},
         )
 
     @server.tool(title="Follow a run", annotations=READER)

@@ -66,6 +66,11 @@ class ScriptedModel:
         self.requests: list[ModelRequest] = []
         """Every request received, oldest first (tests inspect what each call actually saw)."""
 
+    def advance(self, n: int) -> None:
+        """Skip `n` replies (they were replayed from the audit after a restart)."""
+        for _ in range(n):
+            next(self._next)
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
         self.requests.append(request)
         if self.latency:

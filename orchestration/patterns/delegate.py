@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from orchestration.context import Outcome, RunBody, RunContext
 
 
@@ -18,3 +21,8 @@ def delegate(agent: str, task: str, context: str | None = None) -> RunBody:
         return Outcome(result.output, data={"agent": agent, "model": result.model})
 
     return body
+
+
+def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
+    """A delegate run rebuilt from its recipe (when a run resumes after a restart)."""
+    return delegate(members[0], task, options.get("context"))

@@ -14,6 +14,7 @@ Builder = Callable[[Sequence[str], str, dict[str, Any]], RunBody]
 
 # pattern name -> module that defines `build_team(members, task, options)`
 MODULES = {
+    "delegate": "orchestration.patterns.delegate",
     "sequential": "orchestration.patterns.sequential",
     "concurrent": "orchestration.patterns.concurrent",
     "handoff": "orchestration.patterns.handoff",

@@ -92,6 +92,7 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe={"pattern": "concurrent", "members": members, "options": options.model_dump()},
         )
 
     _ = run_concurrent

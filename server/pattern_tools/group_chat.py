@@ -105,6 +105,7 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe={"pattern": "group_chat", "members": members, "options": options.model_dump()},
         )
 
     _ = start_group_chat

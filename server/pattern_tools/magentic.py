@@ -103,6 +103,7 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe={"pattern": "magentic", "members": team, "options": options.model_dump()},
         )
 
     _ = run_magentic

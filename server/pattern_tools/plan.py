@@ -87,6 +87,7 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe={"pattern": "plan", "members": executors, "options": options.model_dump()},
         )
 
     _ = plan_and_execute_tool

@@ -61,6 +61,11 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe={
+                "pattern": "sequential",
+                "members": members,
+                "options": {"checkpoint": checkpoint.model_dump() if checkpoint else None},
+            },
         )
 
     _ = run_sequential

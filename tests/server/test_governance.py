@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -378,3 +379,56 @@ async def test_an_agent_on_the_clients_model_uses_granted_tools(world: World, mo
     assert run["status"] == "succeeded" and run["output"] == "the file says hello", run
     assert {t.name for t in seen[0].tools} >= {"files__read_file", "files__delete_file"}
     assert world.calls() == ["read_file a.txt"]
+
+
+async def test_an_approval_survives_a_server_restart(world: World) -> None:
+    replies = [*DELETE[:1], "deleted after the restart"]
+    async with Client(world.server(replies)) as client:
+        run = await delegate(client)
+        action_id = run["pending"][0]["request_id"]
+    # the server stopped: the run and its question wait in the audit
+    assert world.rows("select status from runs")[0]["status"] == "awaiting_approval"
+    assert world.rows("select status from approvals")[0]["status"] == "pending"
+    conn = sqlite3.connect(world.db)
+    with conn:  # as if that server's process had died (the owner is not alive any more)
+        conn.execute("update runs set owner = ?", (f"{socket.gethostname()}:99999999",))
+    conn.close()
+    await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "yes, after the restart")
+    async with Client(world.server(replies)) as client:
+        final = (
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+        ).structured_content
+    assert final["status"] == "succeeded" and final["output"] == "deleted after the restart", final
+    assert world.calls() == ["delete_file a.txt"] and not (world.dir / "a.txt").exists()
+    assert (
+        len(world.rows("select * from events where kind = 'model_called'")) == 2
+    )  # the first one not paid twice
+    assert world.rows("select * from events where kind = 'run_resumed'")
+    assert world.rows("select status from approvals")[0]["status"] == "approved"
+
+
+async def test_after_a_restart_the_open_approval_can_be_decided_and_earlier_tool_calls_are_not_repeated(
+    world: World,
+) -> None:
+    replies = [call("read_file", name="a.txt"), *DELETE[:1], "read, then deleted"]
+    async with Client(world.server(replies)) as client:
+        run = await delegate(client)
+    assert world.calls() == ["read_file a.txt"]
+    conn = sqlite3.connect(world.db)
+    with conn:
+        conn.execute("update runs set owner = ?", (f"{socket.gethostname()}:99999999",))
+    conn.close()
+    async with Client(world.server(replies)) as client:
+        listed = (await client.call_tool("list_pending_approvals", {})).structured_content["approvals"]
+        parked = (
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+        ).structured_content
+        decided = await client.call_tool(
+            "approve_action", {"action_id": listed[0]["action_id"], "decision": "approve"}
+        )
+        final = (
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+        ).structured_content
+    assert parked["status"] == "awaiting_approval" and not decided.is_error, decided.content
+    assert final["status"] == "succeeded" and final["output"] == "read, then deleted"
+    assert world.calls() == ["read_file a.txt", "delete_file a.txt"]  # the read was replayed, not repeated
