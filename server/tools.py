@@ -14,6 +14,7 @@ from orchestration.errors import ModelUnavailableError
 from orchestration.guard import Budget
 from orchestration.patterns.delegate import delegate
 from orchestration.patterns.handoff import handoff
+from orchestration.patterns.handoff import recipe as handoff_recipe
 from server.app import state, tool_errors
 from server.bridge import sampler_for
 from server.follow import describe_run, follow_run, resume_followed
@@ -117,6 +118,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
                 options={"agent": agent, "agents": members, "context": context},
                 control="decentralized",
                 wait_seconds=wait_seconds,
+                recipe=handoff_recipe(agent, members, context),
             )
         return await start_and_follow(
             ctx,

@@ -37,6 +37,7 @@ class HandoffOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allow_consult: bool = Field(True, description="Offer consult_X tools (ask and get the answer back).")
+    context: str | None = Field(None, description="Background for the task, given to the first agent.")
 
 
 def repeated_cycle(path: Sequence[str], longest: int = LONGEST_CYCLE) -> list[str] | None:
@@ -164,4 +165,13 @@ def _consult_tool(target: str, consult: Any) -> AgentTool:
 
 def build_team(members: Sequence[str], task: str, options: dict[str, Any]) -> RunBody:
     opts = validated(HandoffOptions, options, "handoff options")
-    return handoff(members[0], task, members=members, allow_consult=opts.allow_consult)
+    return handoff(members[0], task, members=members, context=opts.context, allow_consult=opts.allow_consult)
+
+
+def recipe(agent: str, members: Sequence[str], context: str | None) -> dict[str, Any]:
+    """How to rebuild a handoff run after a restart: the first agent leads the members."""
+    return {
+        "pattern": "handoff",
+        "members": [agent, *(m for m in members if m != agent)],
+        "options": {"context": context},
+    }

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
 from pydantic import Field
 
-from orchestration.patterns.handoff import handoff
+from orchestration.patterns.handoff import handoff, recipe
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -72,6 +72,7 @@ def register(server: MCPServer[Any]) -> None:
             control=control,
             limits=limits,
             wait_seconds=wait_seconds,
+            recipe=recipe(agent, members, context),
         )
 
     _ = run_handoff

@@ -160,3 +160,17 @@ async def test_federated_handoff_passes_only_the_handover_note_across_groups(db:
         + models["c"].requests[0].system
     )
     assert secret not in seen_by_c and "please review the fix" in seen_by_c
+
+
+async def test_a_handoff_rebuilt_from_its_recipe_starts_with_the_same_agent_and_context(db: Path) -> None:
+    from orchestration.patterns.handoff import recipe
+    from orchestration.patterns.registry import build
+
+    models = {"a": ScriptedModel(), "b": ScriptedModel(["b answers"]), "c": ScriptedModel()}
+    spec = recipe("b", ["a", "b", "c"], "the logs say X")
+    assert spec["members"] == ["b", "a", "c"]
+    async with Runtime(config(), AuditLog(db), providers=lambda n, a, c: models[n]) as rt:
+        body = build(spec["pattern"], spec["members"], "fix it", spec["options"])
+        result = await rt.wait(await rt.start_run("handoff", "fix it", body, control="decentralized"), 5)
+    assert result["output"] == "b answers"
+    assert "the logs say X" in models["b"].requests[0].messages[-1].text
