@@ -195,22 +195,46 @@ MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet applied; returns the names applied now."""
+    """Apply every migration not yet applied; returns the names applied now.
+
+    Safe when many processes open the same file at once: the pending migrations are applied in one
+    transaction that holds SQLite's write lock (`BEGIN IMMEDIATE`, waiting on the busy timeout), and the
+    applied list is read again inside it, so each migration runs exactly once and a crash leaves none half
+    applied. `conn` must be in autocommit mode (`isolation_level=None`), as `connect` makes it.
+    """
+    if _applied(conn) >= set(range(1, len(MIGRATIONS) + 1)):
+        return []  # up to date: no need to queue for the write lock
     db = sqlite_utils.Database(conn)
-    if "schema_migrations" not in db.table_names():
-        db.table("schema_migrations").create({"version": int, "name": str, "applied_at": str}, pk="version")
-    done = {row["version"] for row in db.table("schema_migrations").rows}
-    applied = []
-    for version, migration in enumerate(MIGRATIONS, start=1):
-        if version in done:
-            continue
-        with conn:
-            migration(db)
-            db.table("schema_migrations").insert(
-                {"version": version, "name": migration.__name__.lstrip("_"), "applied_at": now()}
+    conn.execute("begin immediate")
+    try:
+        conn.execute(
+            "create table if not exists schema_migrations"
+            " ([version] INTEGER PRIMARY KEY, [name] TEXT, [applied_at] TEXT)"
+        )
+        done = _applied(conn)
+        applied = []
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            migration(db)  # sqlite-utils nests its own transactions as savepoints inside ours
+            conn.execute(
+                "insert into schema_migrations (version, name, applied_at) values (?, ?, ?)",
+                (version, migration.__name__.lstrip("_"), now()),
             )
-        applied.append(migration.__name__)
+            applied.append(migration.__name__)
+        conn.execute("commit")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("rollback")
+        raise
     return applied
+
+
+def _applied(conn: sqlite3.Connection) -> set[int]:
+    try:
+        return {row[0] for row in conn.execute("select version from schema_migrations")}
+    except sqlite3.OperationalError:  # a fresh file: no table yet
+        return set()
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
