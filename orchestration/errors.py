@@ -85,6 +85,11 @@ class AuditError(ConcertmasterError):
     code = "audit_error"
 
 
+class AuditUnavailable(AuditError):
+    """The audit database cannot be written right now (another connection holds the write lock, the disk is
+    full, an I/O error): the same write may succeed later, once the fault clears."""
+
+
 class GuardrailTripped(ConcertmasterError):
     """A limit of the run was reached. Patterns catch it and end the run (or sub-run) cleanly."""
 

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from orchestration.approvals import Approvals
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
+from orchestration.audit.retry import until_written
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
 from orchestration.context import Listener, Outcome, ProviderFactory, Replay, RunBody, RunContext
@@ -127,15 +128,18 @@ class Runtime:
             await anyio.sleep(interval)
             if not self.pending.open_for() or self._reader is None:
                 continue
-            for row in self._reader.query(
-                "select id, response, channel, decided_by from pending_requests where status = 'answered'"
-            ):
-                if self.pending.get(row["id"]) is None:
-                    continue
-                response = json.loads(row["response"]) if row["response"] else None
-                await self.pending.resolve(
-                    row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
-                )
+            try:  # a database that can't be read or written now is tried again next round
+                for row in self._reader.query(
+                    "select id, response, channel, decided_by from pending_requests where status = 'answered'"
+                ):
+                    if self.pending.get(row["id"]) is None:
+                        continue
+                    response = json.loads(row["response"]) if row["response"] else None
+                    await self.pending.resolve(
+                        row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
+                    )
+            except ConcertmasterError as exc:
+                log.warning("could not pick up decisions made elsewhere: %s", exc.message)
 
     async def _mark_interrupted(self, reason: str) -> list[dict[str, Any]]:
         """Runs left in progress by a process that is gone can't continue: say so in the audit.
@@ -371,7 +375,7 @@ class Runtime:
             "error": error,
             **({"data": data} if data else {}),
         }
-        await ctx.record(
+        record = lambda: ctx.record(  # noqa: E731
             "run_finished",
             payload,
             statements=[
@@ -387,6 +391,12 @@ class Runtime:
                 ),
             ],
         )
+        try:  # retried until the database is writable again (bounded while stopping: the next start cleans up)
+            await until_written(
+                record, what=f"the end of {ctx.run_id}", attempts=3 if self._stopping else None
+            )
+        except Exception:  # a failed write fails the run, never the server's task group
+            log.exception("could not record the end of %s", ctx.run_id)
         self._listeners.pop(ctx.run_id, None)
 
     def _wake(self, run_id: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.audit.schema import migrate, now
-from orchestration.errors import AuditError
+from orchestration.errors import AuditError, AuditUnavailable
 from policies.redaction import Redactor
 
 BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write in a burst
@@ -94,6 +94,27 @@ def _settle(results: list[tuple[_Job, Outcome]]) -> None:
             pass  # that loop is closed: nobody is waiting any more
 
 
+# SQLite's primary result codes that mean "the database cannot be written now", not "this write is wrong":
+# BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_UNWRITABLE = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def _unwritable(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNWRITABLE
+
+
+def _failure(exc: Exception) -> AuditError:
+    if not isinstance(exc, sqlite3.Error):  # a bug in the write itself
+        return AuditError(f"audit write failed: {type(exc).__name__}: {exc}")
+    if _unwritable(exc):
+        return AuditUnavailable(
+            f"audit write failed: {exc} (nothing was recorded; writing works again once the database can be"
+            " written: free disk space, or end the other connection's write transaction)"
+        )
+    return AuditError(f"audit write failed: {exc}")
+
+
 def canonical(payload: Any) -> str:
     """The exact JSON text stored and hashed for a payload."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -113,16 +134,18 @@ def event_hash(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
     """A connection configured the way concertmaster uses SQLite (WAL, busy timeout, foreign keys)."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=busy_timeout_s
+        )
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
         conn.execute("pragma journal_mode=wal")
         conn.execute("pragma synchronous=normal")
-    conn.execute("pragma busy_timeout=10000")
+    conn.execute(f"pragma busy_timeout={int(busy_timeout_s * 1000)}")
     conn.execute("pragma foreign_keys=on")
     conn.row_factory = sqlite3.Row
     return conn
@@ -131,9 +154,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 class AuditLog:
     """The audit database of one process: a writer thread plus a way to read."""
 
-    def __init__(self, path: str | Path, redactor: Redactor | None = None) -> None:
+    def __init__(
+        self, path: str | Path, redactor: Redactor | None = None, *, busy_timeout_s: float = 10.0
+    ) -> None:
         self.path = Path(path).expanduser()
         self.redactor = redactor or Redactor()
+        self.busy_timeout_s = busy_timeout_s
+        """How long one write waits for another connection's write lock before failing."""
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -145,7 +172,7 @@ class AuditLog:
         if self._thread is not None:
             return self
         try:
-            self._conn = connect(self.path)
+            self._conn = connect(self.path, busy_timeout_s=self.busy_timeout_s)
             migrate(self._conn)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
@@ -232,20 +259,32 @@ class AuditLog:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Commit the batch in one transaction; if any write fails, redo each write in its own so that only
-        the bad one fails (failures are bugs, so the fast path has no savepoints)."""
+        the bad one fails (failures are bugs, so the fast path has no savepoints).
+
+        A database that cannot be written at all (locked by another connection, disk full) fails the whole
+        batch at once with `AuditUnavailable`: retrying each write alone would hold every caller for one busy
+        timeout per write."""
         try:
             _settle(self._transaction(conn, batch))
         except sqlite3.Error as exc:
-            if len(batch) == 1:
-                _settle([(batch[0], AuditError(f"audit write failed: {exc}"))])
+            if not _unwritable(exc):
+                self._commit_each(conn, batch, exc)
                 return
-            results: list[tuple[_Job, Outcome]] = []
-            for job in batch:
-                try:
-                    results += self._transaction(conn, [job])
-                except sqlite3.Error as one:
-                    results.append((job, AuditError(f"audit write failed: {one}")))
-            _settle(results)
+            _settle([(job, _failure(exc)) for job in batch])
+        except Exception as exc:  # a bug in a write must fail its callers, never kill the writer thread
+            self._commit_each(conn, batch, exc)
+
+    def _commit_each(self, conn: sqlite3.Connection, batch: list[_Job], exc: Exception) -> None:
+        if len(batch) == 1:
+            _settle([(batch[0], _failure(exc))])
+            return
+        results: list[tuple[_Job, Outcome]] = []
+        for job in batch:
+            try:
+                results += self._transaction(conn, [job])
+            except Exception as one:
+                results.append((job, _failure(one)))
+        _settle(results)
 
     def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Outcome]]:
         try:
@@ -258,7 +297,7 @@ class AuditLog:
             conn.execute("update audit_head set seq = ?, hash = ? where id = 1", (head_seq, head_hash))
             conn.execute("commit")
             return results
-        except sqlite3.Error:
+        except BaseException:
             if conn.in_transaction:
                 conn.execute("rollback")
             raise
