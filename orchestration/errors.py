@@ -90,6 +90,12 @@ class AuditUnavailable(AuditError):
     full, an I/O error): the same write may succeed later, once the fault clears."""
 
 
+class WriteConflict(ConcertmasterError):
+    """A compare-and-set write lost: the row it expected had already changed (someone else decided first)."""
+
+    code = "conflict"
+
+
 class GuardrailTripped(ConcertmasterError):
     """A limit of the run was reached. Patterns catch it and end the run (or sub-run) cleanly."""
 

@@ -9,7 +9,7 @@ answer is refused. Expiry and cancellation are recorded the same way for every k
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ import anyio
 
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.schema import now
-from orchestration.errors import InvalidInputError
+from orchestration.errors import InvalidInputError, WriteConflict
 from orchestration.step import new_id
 
 
@@ -111,21 +111,36 @@ class PendingRequests:
                 " values (?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (request.id, run_id, step_id, kind, json.dumps(payload, default=str), now(), expires),
             )
-            event = Event(
-                "input_requested",
-                run_id,
-                {"request_id": request.id, "kind": kind, "expires_at": expires},
-                step_id,
-            )
-            await self.audit.write(Write([insert, park], [event]))
+            events = [
+                Event(
+                    "input_requested",
+                    run_id,
+                    {"request_id": request.id, "kind": kind, "expires_at": expires},
+                    step_id,
+                )
+            ]
+            if kind == "approval":
+                # what the human is shown is bound to the chain: decisions are checked against this event,
+                # never against the (editable) pending_requests row
+                events.append(
+                    Event(
+                        "approval_requested",
+                        run_id,
+                        {"action_id": request.id, **payload, "expires_at": expires},
+                        step_id,
+                    )
+                )
+            await self.audit.write(Write([insert, park], events))
         self._open[request.id] = request
-        if adopt is not None and adopt.get("status") == "answered" and adopt.get("response"):
+        answered = adopt.get("chained_response") if adopt is not None else None
+        if adopt is not None and adopt.get("status") == "answered" and answered is not None:
             # answered (through the CLI) while no server was running: apply it now, nobody needs to be asked
             await self.resolve(
                 request.id,
-                json.loads(adopt["response"]),
+                answered,
                 channel=adopt.get("channel") or "cli",
                 decided_by=adopt.get("decided_by"),
+                expect=("answered",),
             )
         else:
             self._signal(run_id)
@@ -139,45 +154,76 @@ class PendingRequests:
                 raise
             status = "expired" if isinstance(exc, TimeoutError) else "cancelled"
             with anyio.CancelScope(shield=True):
-                await self._close(request, status, None, None, None)
+                try:
+                    await self._close(request, status, None, None, None, expect=("pending", "answered"))
+                except WriteConflict:
+                    if not isinstance(exc, TimeoutError):
+                        raise exc from None
+                    # decided an instant before it expired: the decision stands
+                    with anyio.move_on_after(30):
+                        await request.done.wait()
+                    if request.done.is_set():
+                        return request.response, request.channel or "unknown"
             raise
         return request.response, request.channel or "unknown"
 
     async def resolve(
-        self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
+        self,
+        request_id: str,
+        response: Any,
+        *,
+        channel: str,
+        decided_by: str | None = None,
+        events: Sequence[Event] = (),
+        expect: tuple[str, ...] = ("pending",),
     ) -> PendingRequest:
-        """Answer a request, exactly once. A second answer, or one for an unknown id, is refused."""
+        """Answer a request, exactly once: a compare-and-set on its row (status in `expect`) in the same
+        transaction as its events (`events` first, e.g. `approval_decided`, then `input_received`).
+
+        A second answer, one for an unknown id, or one that loses a race with another process (the CLI) is
+        refused: `InvalidInputError` / `WriteConflict`, and nothing of it is recorded.
+        """
         request = self._open.get(request_id)
         if request is None:
             raise InvalidInputError(
                 f"no open request {request_id!r}: it was already answered, expired, or never existed"
             )
+        await self._close(request, "resolved", response, channel, decided_by, events=events, expect=expect)
         request.response, request.channel = response, channel
-        await self._close(request, "resolved", response, channel, decided_by)
         request.done.set()
         return request
 
     async def _close(
-        self, request: PendingRequest, status: str, response: Any, channel: str | None, decided_by: str | None
+        self,
+        request: PendingRequest,
+        status: str,
+        response: Any,
+        channel: str | None,
+        decided_by: str | None,
+        *,
+        events: Sequence[Event] = (),
+        expect: tuple[str, ...] = ("pending", "answered"),
     ) -> None:
-        if self._open.pop(request.id, None) is None:
+        if request.id not in self._open:
             return
         kind = {"resolved": "input_received", "expired": "input_expired"}.get(status, "input_cancelled")
-        statements: list[tuple[str, tuple[Any, ...]]] = [
+        marks = ", ".join("?" * len(expect))
+        guard = (
+            "update pending_requests set status = ?, response = ?, channel = ?, decided_by = ?,"
+            f" resolved_at = ? where id = ? and status in ({marks})",
             (
-                "update pending_requests set status = ?, response = ?, channel = ?, decided_by = ?,"
-                " resolved_at = ? where id = ?",
-                (
-                    status,
-                    json.dumps(response, default=str) if response is not None else None,
-                    channel,
-                    decided_by,
-                    now(),
-                    request.id,
-                ),
+                status,
+                json.dumps(response, default=str) if response is not None else None,
+                channel,
+                decided_by,
+                now(),
+                request.id,
+                *expect,
             ),
-        ]
-        if not self.open_for(request.run_id):  # the run is unparked only when nothing else is awaited
+        )
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        if not [r for r in self.open_for(request.run_id) if r.id != request.id]:
+            # the run is unparked only when nothing else is awaited
             statements.append(
                 (
                     "update runs set status = 'running' where id = ? and status in"
@@ -185,22 +231,12 @@ class PendingRequests:
                     (request.run_id,),
                 )
             )
-        await self.audit.write(
-            Write(
-                statements,
-                [
-                    Event(
-                        kind,
-                        request.run_id,
-                        {
-                            "request_id": request.id,
-                            "kind": request.kind,
-                            "channel": channel,
-                            "status": status,
-                        },
-                        request.step_id,
-                    )
-                ],
-            )
+        closed = Event(
+            kind,
+            request.run_id,
+            {"request_id": request.id, "kind": request.kind, "channel": channel, "status": status},
+            request.step_id,
         )
-        self._signal(request.run_id)
+        await self.audit.write(Write(statements, [*events, closed], guard=guard))
+        if self._open.pop(request.id, None) is not None:
+            self._signal(request.run_id)

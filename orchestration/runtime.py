@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestration.approvals import Approvals
+from orchestration.approvals import Approvals, answers_from_elsewhere
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
 from orchestration.audit.retry import until_written
@@ -129,14 +129,16 @@ class Runtime:
             if not self.pending.open_for() or self._reader is None:
                 continue
             try:  # a database that can't be read or written now is tried again next round
-                for row in self._reader.query(
-                    "select id, response, channel, decided_by from pending_requests where status = 'answered'"
-                ):
+                open_ids = {r.id for r in self.pending.open_for()}
+                for row in await answers_from_elsewhere(self._reader, self.audit, open_ids):
                     if self.pending.get(row["id"]) is None:
                         continue
-                    response = json.loads(row["response"]) if row["response"] else None
                     await self.pending.resolve(
-                        row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
+                        row["id"],
+                        row["response"],
+                        channel=row["channel"],
+                        decided_by=row["decided_by"],
+                        expect=("answered",),
                     )
             except ConcertmasterError as exc:
                 log.warning("could not pick up decisions made elsewhere: %s", exc.message)

@@ -6,13 +6,13 @@ changes the world, so they show the user what is being approved. Agents never se
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from orchestration.approvals import open_approvals
 from server.app import state, tool_errors
 from server.follow import describe_run
 from server.schemas import ApprovalInfo, ApprovalList, DecisionResult
@@ -32,22 +32,21 @@ def register(server: MCPServer[Any]) -> None:
         """Actions agents want to take that need a human decision: agent, tool, exact arguments, why, and when
         the request expires. Show them to the user before calling approve_action."""
         rt = state(ctx).runtime
-        rows = rt.reader.pending(kind="approval", run_id=run_id)
         approvals = []
-        for row in rows:
-            p = json.loads(row["payload"])
+        for shown in open_approvals(rt.reader, run_id):  # as the run asked it: the chained event, not the row
+            p = shown["payload"]
             approvals.append(
                 ApprovalInfo(
-                    action_id=row["id"],
-                    run_id=row["run_id"],
+                    action_id=shown["id"],
+                    run_id=shown["run_id"],
                     agent=p["agent"],
                     tool=p["tool"],
                     arguments=p["arguments"],
-                    reason=p["reason"],
+                    reason=p["reason"] if shown["problem"] is None else f"{shown['problem']}",
                     rule=p.get("rule"),
                     digest=p["digest"],
                     human_only=bool(p.get("human_only")),
-                    expires_at=row["expires_at"],
+                    expires_at=shown["expires_at"],
                 )
             )
         return ApprovalList(approvals=approvals)

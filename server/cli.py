@@ -153,14 +153,19 @@ def _show(settings: Settings, run_id: str) -> int:
 
 
 def _approvals(settings: Settings) -> int:
+    from orchestration.approvals import open_approvals
+
     with AuditReader(settings.db) as reader:
-        rows = reader.pending(kind="approval")
+        rows = open_approvals(reader)  # as each run asked it: the chained event, not the editable row
     if not rows:
         print("no actions are waiting for approval")
         return 0
     for row in rows:
-        payload = json.loads(row["payload"])
+        payload = row["payload"]
         print(f"{row['id']}  run {row['run_id']}  expires {row['expires_at'] or 'never'}")
+        if row["problem"]:
+            print(f"  CANNOT BE DECIDED: {row['problem']}")
+            continue
         print(f"  {payload['question']}")
         print(f"  digest {payload['digest']}{'  (human only)' if payload.get('human_only') else ''}")
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.audit.schema import migrate, now
-from orchestration.errors import AuditError, AuditUnavailable
+from orchestration.errors import AuditError, AuditUnavailable, WriteConflict
 from policies.redaction import Redactor
 
 BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write in a burst
@@ -46,6 +46,9 @@ class Write:
 
     statements: Sequence[tuple[str, Sequence[Any]]] = ()
     events: Sequence[Event] = ()
+    guard: tuple[str, Sequence[Any]] | None = None
+    """A compare-and-set statement run first, inside the write lock: if it changes no row, nothing of this
+    write is applied and the caller gets `WriteConflict` (so exactly one of several racing writes wins)."""
 
 
 Outcome = list[int] | BaseException
@@ -292,8 +295,8 @@ class AuditLog:
             head_seq, head_hash = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
             results: list[tuple[_Job, Outcome]] = []
             for job in jobs:
-                seqs, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
-                results.append((job, seqs))
+                outcome, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
+                results.append((job, outcome))
             conn.execute("update audit_head set seq = ?, hash = ? where id = 1", (head_seq, head_hash))
             conn.execute("commit")
             return results
@@ -302,10 +305,13 @@ class AuditLog:
                 conn.execute("rollback")
             raise
 
-    def _apply(
-        self, conn: sqlite3.Connection, write: Write, seq: int, prev: str
-    ) -> tuple[list[int], int, str]:
+    def _apply(self, conn: sqlite3.Connection, write: Write, seq: int, prev: str) -> tuple[Outcome, int, str]:
         redact = self.redactor
+        if write.guard is not None:
+            sql, params = write.guard
+            if conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params]).rowcount == 0:
+                # the guard changed nothing, so neither has this write: the rest of the batch goes on
+                return WriteConflict("the row changed before this write (another writer won)"), seq, prev
         for sql, params in write.statements:
             conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params])
         seqs = []

@@ -239,8 +239,10 @@ async def test_expired_and_mismatched_decisions_are_rejected(world: World, tmp_p
     assert row["status"] == "expired"
 
 
-async def test_a_forged_decision_is_never_executed(world: World) -> None:
-    async with Client(world.server([*DELETE[:1], "stopped"])) as client:
+async def test_a_digest_edited_in_the_row_changes_nothing(world: World) -> None:
+    """Decisions take the action's digest from the audit chain: editing the row's copy forges nothing (the
+    human approves exactly what the run asked, and `audit verify` reports the edit)."""
+    async with Client(world.server([*DELETE[:1], "deleted"])) as client:
         run = await delegate(client)
         action_id = run["pending"][0]["request_id"]
         conn = sqlite3.connect(world.db)
@@ -250,13 +252,13 @@ async def test_a_forged_decision_is_never_executed(world: World) -> None:
                 ("f" * 64, action_id),
             )
         conn.close()
-        await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "forged")
+        (listed,) = (await client.call_tool("list_pending_approvals", {})).structured_content["approvals"]
+        await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "the real one")
         final = (
             await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
         ).structured_content
-    assert final["status"] == "succeeded" and final["output"] == "stopped"
-    assert world.calls() == [] and (world.dir / "a.txt").exists()
-    assert world.rows("select * from events where kind = 'approval_rejected'")
+    assert listed["digest"] != "f" * 64 and listed["arguments"] == {"name": "a.txt"}
+    assert final["status"] == "succeeded" and world.calls() == ["delete_file a.txt"]
 
 
 async def test_an_agent_cannot_approve(world: World) -> None:
