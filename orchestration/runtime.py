@@ -370,11 +370,13 @@ class Runtime:
         error: str | None,
         data: dict[str, Any] | None = None,
     ) -> None:
+        ended = now()
         payload = {
             "status": status,
             "reason": reason,
             "output": output,
             "error": error,
+            "ended_at": ended,  # so `audit verify` can check the row against the chain
             **({"data": data} if data else {}),
         }
         record = lambda: ctx.record(  # noqa: E731
@@ -384,7 +386,7 @@ class Runtime:
                 (
                     "update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?"
                     " where id = ?",
-                    (status, reason, output, error, now(), ctx.run_id),
+                    (status, reason, output, error, ended, ctx.run_id),
                 ),
                 # a step cut short by cancellation or shutdown must not stay 'running' forever
                 (

@@ -61,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--reason", default="", help="why (recorded in the audit)")
     audit = sub.add_parser("audit", parents=[common], help="audit commands")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
-    audit_sub.add_parser("verify", parents=[common], help="check the hash chain of the audit log")
+    verify = audit_sub.add_parser(
+        "verify",
+        parents=[common],
+        help="check the hash chain, and recompute runs, steps and pending requests from the events",
+    )
+    verify.add_argument(
+        "--head",
+        metavar="SEQ:HASH",
+        help="a head printed earlier by `audit head` and kept elsewhere: catches a rewrite of the whole file",
+    )
+    audit_sub.add_parser("head", parents=[common], help="print the chain head (SEQ:HASH) to keep elsewhere")
     config = sub.add_parser("config", parents=[common], help="config commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the config and show where things are")
@@ -101,8 +111,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _approvals(settings)
     if command in ("approve", "deny"):
         return _decide(settings, args.action_id, command, args.reason)
+    if command == "audit" and args.audit_command == "head":
+        return _head(settings)
     if command == "audit":
-        return _verify(settings)
+        return _verify(settings, getattr(args, "head", None))
     if command == "config":
         return _config_check(settings)
     raise AssertionError(command)
@@ -180,16 +192,28 @@ def _decide(settings: Settings, action_id: str, verb: str, reason: str) -> int:
     return 0
 
 
-def _verify(settings: Settings) -> int:
-    report = verify_chain(settings.db)
+def _verify(settings: Settings, head: str | None) -> int:
+    report = verify_chain(settings.db, head=head)
     if report.ok:
-        print(f"audit chain OK: {report.events} events, head {report.head_seq} {report.head_hash}")
-        print("(keep the head hash somewhere else to detect a rewrite of the whole file later)")
+        print(
+            f"audit chain OK: {report.events} events, head {report.head_seq} {report.head_hash};"
+            " runs, steps and pending_requests match the events"
+        )
+        print(
+            "(keep `concertmaster audit head` somewhere else and pass it as --head later to detect a rewrite"
+            " of the whole file)"
+        )
         return 0
-    print(f"audit chain BROKEN in {settings.db}:", file=sys.stderr)
+    print(f"audit BROKEN in {settings.db}:", file=sys.stderr)
     for problem in report.problems:
         print(f"  - {problem}", file=sys.stderr)
     return 1
+
+
+def _head(settings: Settings) -> int:
+    report = verify_chain(settings.db)
+    print(f"{report.head_seq}:{report.head_hash}")
+    return 0 if report.ok else 1
 
 
 def _executable() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.audit.log import connect, event_hash
+from orchestration.audit.recompute import mismatches
 from orchestration.audit.schema import GENESIS_HASH
 from orchestration.errors import AuditError, InvalidInputError
 
@@ -108,8 +109,12 @@ class ChainReport:
     problems: list[str] = field(default_factory=list)
 
 
-def verify_chain(path: str | Path, *, max_problems: int = 20) -> ChainReport:
-    """Recompute every event's hash; report edited, deleted, inserted or reordered events."""
+def verify_chain(path: str | Path, *, max_problems: int = 20, head: str | None = None) -> ChainReport:
+    """Recompute every event's hash; report edited, deleted, inserted or reordered events. Then recompute
+    `runs`, `steps` and `pending_requests` from the events and report every row that differs.
+
+    `head` is a head kept elsewhere (`SEQ:HASH`, as `audit head` prints it): the event SEQ must still have
+    that hash, which catches a rewrite of the whole file."""
     reader = AuditReader(path)
     problems: list[str] = []
     prev, expected_seq, count = GENESIS_HASH, 1, 0
@@ -142,15 +147,41 @@ def verify_chain(path: str | Path, *, max_problems: int = 20) -> ChainReport:
             if len(problems) >= max_problems:
                 problems.append("... stopping after too many problems")
                 break
-        head = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
+        last = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
+        if len(problems) < max_problems and ((last["seq"], last["hash"]) if last else (0, GENESIS_HASH)) != (
+            expected_seq - 1,
+            prev,
+        ):
+            problems.append(
+                f"the chain head says event {last['seq'] if last else 0} is last but the log ends at event"
+                f" {expected_seq - 1} (events removed from the end, or the head was edited)"
+            )
+        if head is not None:
+            problems += _check_kept_head(conn, head)
+        for problem in mismatches(conn):
+            if len(problems) >= max_problems:
+                problems.append("... stopping after too many problems")
+                break
+            problems.append(problem)
     finally:
         reader.close()
-    head_seq, head_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
-    if len(problems) < max_problems and (head_seq != expected_seq - 1 or head_hash != prev):
-        problems.append(
-            f"the chain head says event {head_seq} is last but the log ends at event {expected_seq - 1}"
-            " (events removed from the end, or the head was edited)"
-        )
+    head_seq, head_hash = (last["seq"], last["hash"]) if last else (0, GENESIS_HASH)
     return ChainReport(
         ok=not problems, events=count, head_seq=head_seq, head_hash=head_hash, problems=problems
     )
+
+
+def _check_kept_head(conn: sqlite3.Connection, head: str) -> list[str]:
+    seq_text, _, digest = head.partition(":")
+    if not seq_text.isdigit() or len(digest) != 64:
+        raise InvalidInputError(
+            f"--head must be SEQ:HASH as `concertmaster audit head` prints it (got {head!r})"
+        )
+    row = conn.execute("select hash from events where seq = ?", (int(seq_text),)).fetchone()
+    if row is None:
+        return [
+            f"the kept head names event {seq_text}, which is not in the log any more (truncated or rewritten)"
+        ]
+    if row["hash"] != digest:
+        return [f"event {seq_text} no longer has the kept head's hash: the log was rewritten from there on"]
+    return []
