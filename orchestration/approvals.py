@@ -173,11 +173,13 @@ def chained_decision(reader: AuditReader, action_id: str) -> dict[str, Any] | No
     return {k: payload.get(k) for k in ("decision", "reason", "digest", "decided_by", "channel")}
 
 
-def open_approvals(reader: AuditReader, run_id: str | None = None) -> list[dict[str, Any]]:
+def open_approvals(
+    reader: AuditReader, run_id: str | None = None, *, principal: str | None = None
+) -> list[dict[str, Any]]:
     """Approvals waiting for a human, as the run asked them (the chained event), with the request's id, run and
     expiry: what a human is shown. A request whose event is missing or edited is shown with `problem` set."""
     shown = []
-    for row in reader.pending(kind="approval", run_id=run_id):
+    for row in reader.pending(kind="approval", run_id=run_id, principal=principal):
         payload, problem = chained_request(reader, row["id"])
         shown.append(
             {

@@ -196,8 +196,10 @@ class Runtime:
         limits: Limits | None = None,
         control: str = "centralized",
         recipe: dict[str, Any] | None = None,
+        principal: str | None = None,
     ) -> str:
-        """Record a new run and start `body` in the background; returns the run id at once."""
+        """Record a new run and start `body` in the background; returns the run id at once. `principal` is who
+        started it (only they, and approvers, may read or decide it over HTTP)."""
         if self._tg is None:
             raise ConcertmasterError("the runtime is not started; use `async with Runtime(...)`")
         run_id = new_id("run")
@@ -223,16 +225,31 @@ class Runtime:
             Write(
                 [
                     (
-                        "insert into runs (id, pattern, control, status, input, options, started_at, owner)"
-                        " values (?, ?, ?, 'running', ?, ?, ?, ?)",
-                        (run_id, pattern, control, input, json.dumps(opts, default=str), now(), OWNER),
+                        "insert into runs (id, pattern, control, status, input, options, started_at, owner,"
+                        " principal) values (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            pattern,
+                            control,
+                            input,
+                            json.dumps(opts, default=str),
+                            now(),
+                            OWNER,
+                            principal,
+                        ),
                     )
                 ],
                 [
                     Event(
                         "run_started",
                         run_id,
-                        {"pattern": pattern, "control": control, "input": input, "options": opts},
+                        {
+                            "pattern": pattern,
+                            "control": control,
+                            "input": input,
+                            "options": opts,
+                            "principal": principal,
+                        },
                     )
                 ],
             )

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
@@ -97,9 +99,14 @@ class ConcertmasterServer(MCPServer[AppState]):
 
 
 def build_server(
-    settings: Settings, *, config: TeamConfig | None = None, providers: ProviderFactory | None = None
+    settings: Settings,
+    *,
+    config: TeamConfig | None = None,
+    providers: ProviderFactory | None = None,
+    http_auth: tuple[AuthSettings, TokenVerifier] | None = None,
 ) -> ConcertmasterServer:
-    """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
+    """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team).
+    `http_auth` makes streamable HTTP require a bearer token (the SDK's auth middleware checks it)."""
     team = config or load_config(settings.config)
 
     redactor = PolicyBook(team).redactor()  # also proves the policies load before the server starts
@@ -116,6 +123,8 @@ def build_server(
         version="0.1.0",
         lifespan=lifespan,
         log_level="WARNING",
+        auth=http_auth[0] if http_auth else None,
+        token_verifier=http_auth[1] if http_auth else None,
     )
     from server import approval_tools, pattern_tools, resources, tools
 

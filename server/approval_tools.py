@@ -15,6 +15,7 @@ from pydantic import Field
 from orchestration.approvals import open_approvals
 from server.app import state, tool_errors
 from server.follow import describe_run
+from server.principals import current_principal, own_action
 from server.schemas import ApprovalInfo, ApprovalList, DecisionResult
 
 ActionId = Annotated[
@@ -32,8 +33,11 @@ def register(server: MCPServer[Any]) -> None:
         """Actions agents want to take that need a human decision: agent, tool, exact arguments, why, and when
         the request expires. Show them to the user before calling approve_action."""
         rt = state(ctx).runtime
+        caller = current_principal()
         approvals = []
-        for shown in open_approvals(rt.reader, run_id):  # as the run asked it: the chained event, not the row
+        for shown in open_approvals(
+            rt.reader, run_id, principal=None if caller.approver else caller.name
+        ):  # as the run asked it: the chained event, not the row
             p = shown["payload"]
             approvals.append(
                 ApprovalInfo(
@@ -78,8 +82,14 @@ def register(server: MCPServer[Any]) -> None:
         for this exact action (agent, tool, arguments); never decide on their behalf. The run resumes at once.
         Some actions accept only a human channel (elicitation or `concertmaster approve ID`)."""
         rt = state(ctx).runtime
+        own_action(ctx, action_id)
         await rt.approvals.decide(
-            action_id, decision, reason, channel="tool", decided_by="user (via the assistant)", digest=digest
+            action_id,
+            decision,
+            reason,
+            channel="tool",
+            decided_by=f"{current_principal().name} (via the assistant)",
+            digest=digest,
         )
         row = rt.reader.query("select run_id from pending_requests where id = ?", (action_id,))[0]
         run = await rt.wait(row["run_id"], 2.0, wake_on_pending=("approval",))

@@ -14,7 +14,7 @@ import anyio
 
 from orchestration.audit.read import AuditReader, verify_chain
 from orchestration.config import DEFAULT_TEAM_FILE, load_config
-from orchestration.errors import ConcertmasterError
+from orchestration.errors import ConcertmasterError, ConfigError
 from orchestration.governance import PolicyBook
 from orchestration.providers import has_api_key
 from policies.load import describe as describe_policy
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP host (default %(default)s)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default %(default)s)")
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve HTTP without bearer tokens (loopback hosts only; any local user can then use it)",
+    )
     sub.add_parser(
         "demo", parents=[common], help="an offline run on the scripted model, through the MCP server"
     )
@@ -75,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", parents=[common], help="config commands")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the config and show where things are")
+    token = sub.add_parser("token", parents=[common], help="HTTP bearer tokens (serve --http)")
+    token_sub = token.add_subparsers(dest="token_command", metavar="SUBCOMMAND", required=True)
+    add = token_sub.add_parser("add", parents=[common], help="give a new principal a token (printed once)")
+    add.add_argument("name", help="the principal's name (one word)")
+    add.add_argument("--approver", action="store_true", help="may see and decide every principal's runs")
     return parser
 
 
@@ -98,6 +108,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             http=getattr(args, "http", False),
             host=getattr(args, "host", "127.0.0.1"),
             port=getattr(args, "port", 8765),
+            no_auth=getattr(args, "no_auth", False),
         )
     if command == "demo":
         from server.demo import run_demo
@@ -117,17 +128,28 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _verify(settings, getattr(args, "head", None))
     if command == "config":
         return _config_check(settings)
+    if command == "token":
+        return _token_add(settings, args.name, approver=args.approver)
     raise AssertionError(command)
 
 
-def _serve(settings: Settings, *, http: bool, host: str, port: int) -> int:
+def _serve(settings: Settings, *, http: bool, host: str, port: int, no_auth: bool = False) -> int:
     from server.app import build_server
+    from server.http_auth import TokenFile, auth_settings, is_loopback, tokens_path
 
     # stdout is the protocol channel on stdio: logs go to stderr only
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    server = build_server(settings)
+    if http and no_auth and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve HTTP on {host} without authentication: anyone who can reach it could start runs"
+            " on your key; drop --no-auth (clients then send the token `concertmaster config check` prints)"
+        )
+    tokens = tokens_path(settings.db)
+    auth = None if not http or no_auth else (auth_settings(host, port), TokenFile(tokens))
+    server = build_server(settings, http_auth=auth)
     if http:
-        print(f"concertmaster: serving streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
+        how = "without authentication" if no_auth else f"bearer tokens from {tokens}"
+        print(f"concertmaster: serving streamable HTTP on http://{host}:{port}/mcp ({how})", file=sys.stderr)
         server.run("streamable-http", host=host, port=port)
     else:
         server.run("stdio")
@@ -210,6 +232,29 @@ def _verify(settings: Settings, head: str | None) -> int:
     return 1
 
 
+def _http_token_lines(settings: Settings) -> list[str]:
+    from server.http_auth import ensure_tokens, local_user, tokens_path
+
+    path = tokens_path(settings.db)
+    entries = ensure_tokens(path)
+    mine = next((e for e in entries if e.principal == local_user()), entries[0])
+    others = ", ".join(e.principal + (" (approver)" if e.approver else "") for e in entries if e is not mine)
+    return [
+        f"serve --http bearer token ({mine.principal}): {mine.token}",
+        f"  send it as 'Authorization: Bearer <token>'; tokens file {path}"
+        + (f"; other principals: {others}" if others else ""),
+    ]
+
+
+def _token_add(settings: Settings, name: str, *, approver: bool) -> int:
+    from server.http_auth import add_principal, tokens_path
+
+    token = add_principal(tokens_path(settings.db), name, approver=approver)
+    print(f"{name}{' (approver)' if approver else ''}: {token}")
+    print("a running `serve --http` accepts it at once; send it as 'Authorization: Bearer <token>'")
+    return 0
+
+
 def _head(settings: Settings) -> int:
     report = verify_chain(settings.db)
     print(f"{report.head_seq}:{report.head_hash}")
@@ -231,6 +276,7 @@ def _config_check(settings: Settings) -> int:
         f"default anthropic model: {config.default_model}",
         "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
         f"command for your MCP client config: {_executable()} serve",
+        *_http_token_lines(settings),
         "agents:",
     ]
     for name, agent in config.agents.items():

@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from orchestration.errors import RunNotFoundError
 from server.app import state
+from server.principals import own_run
 
 
 def register(server: MCPServer[Any]) -> None:
@@ -24,7 +25,7 @@ def register(server: MCPServer[Any]) -> None:
     async def run_resource(run_id: str, ctx: Context[Any, Any]) -> str:
         rt = state(ctx).runtime
         try:
-            run = rt.get_run(run_id)
+            run = own_run(ctx, run_id)
         except RunNotFoundError as exc:
             raise ResourceNotFoundError(exc.message) from None
         body = {"run": run, "steps": rt.reader.steps(run_id), "events": rt.reader.events(run_id)}

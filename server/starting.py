@@ -16,6 +16,7 @@ from policies.limits import Limits
 from server.app import state
 from server.bridge import sampler_for
 from server.follow import MAX_WAIT_SECONDS, follow_run, resume_followed
+from server.principals import current_principal, own_run
 from server.schemas import RunResult
 
 MAX_TASK_CHARS = 100_000
@@ -114,6 +115,7 @@ async def followed_retry(
     run_id = await resume_followed(ctx)
     if run_id is None:
         return None
+    own_run(ctx, run_id)
     return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
 
 
@@ -142,6 +144,7 @@ async def start_and_follow(
         limits=run_limits,
         control=control or "centralized",
         recipe=recipe,
+        principal=current_principal().name,
     )
     return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
 

@@ -18,6 +18,7 @@ from orchestration.patterns.handoff import recipe as handoff_recipe
 from server.app import state, tool_errors
 from server.bridge import sampler_for
 from server.follow import describe_run, follow_run, resume_followed
+from server.principals import current_principal, own_run
 from server.schemas import AgentInfo, AgentList, RunList, RunResult, RunSummary
 from server.starting import (
     MAX_TASK_CHARS,
@@ -140,7 +141,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         model."""
         followed = await resume_followed(ctx)
         rt = state(ctx).runtime
-        run = rt.get_run(followed or run_id)
+        run = own_run(ctx, followed or run_id)
         wait = 0.0 if wait_seconds is None else wait_seconds
         if rt.is_active(run["id"]):
             return await follow_run(ctx, run["id"], wait)
@@ -168,7 +169,10 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         pattern: Annotated[str | None, Field(max_length=32, description="Only runs of this pattern.")] = None,
     ) -> RunList:
         """Recent runs with their status, agents, tokens and cost."""
-        rows = state(ctx).runtime.reader.runs(limit=limit, status=status, pattern=pattern)
+        caller = current_principal()
+        rows = state(ctx).runtime.reader.runs(
+            limit=limit, status=status, pattern=pattern, principal=None if caller.approver else caller.name
+        )
         return RunList(
             runs=[
                 RunSummary(
@@ -198,6 +202,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     async def cancel_run(ctx: Context[Any, Any], run_id: RunId) -> RunResult:
         """Stop a run that is still in progress. The steps it finished stay in the audit."""
         rt = state(ctx).runtime
+        own_run(ctx, run_id)
         run = await rt.cancel(run_id)
         return describe_run(ctx, run)
 

@@ -43,9 +43,19 @@ class AuditReader:
         return rows[0] if rows else None
 
     def runs(
-        self, *, limit: int = 20, status: str | None = None, pattern: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        status: str | None = None,
+        pattern: str | None = None,
+        principal: str | None = None,
     ) -> list[dict[str, Any]]:
-        where, params = [], []
+        """Recent runs (`run_summary` rows), newest first; `principal` keeps only the runs it started."""
+        where: list[str] = []
+        params: list[Any] = []
+        if principal is not None:
+            where.append("id in (select id from runs where principal = ?)")
+            params.append(principal)
         if status:
             where.append("status = ?")
             params.append(status)
@@ -72,8 +82,14 @@ class AuditReader:
             row["payload"] = json.loads(row["payload"])
         return rows
 
-    def pending(self, *, kind: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+    def pending(
+        self, *, kind: str | None = None, run_id: str | None = None, principal: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Open requests, oldest first; `principal` keeps only those of runs it started."""
         sql, params = "select * from pending_requests where status = 'pending'", []
+        if principal is not None:
+            sql += " and run_id in (select id from runs where principal = ?)"
+            params.append(principal)
         if kind:
             sql += " and kind = ?"
             params.append(kind)

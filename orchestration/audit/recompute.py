@@ -46,6 +46,8 @@ class RunState:
     error: str | None = None
     ended_at: str | None = None
     finished: bool = False
+    principal: str | None = None
+    """Who started it, when `run_started` says (older events do not)."""
     usage: Usage = field(default_factory=Usage)
 
 
@@ -96,7 +98,7 @@ def replay(conn: sqlite3.Connection) -> Summary:
 def _apply(out: Summary, run_id: str | None, step_id: str | None, kind: str, p: dict[str, Any]) -> None:
     run = out.runs.get(run_id) if run_id else None
     if kind == "run_started" and run_id:
-        out.runs[run_id] = RunState()
+        out.runs[run_id] = RunState(principal=p.get("principal"))
     elif kind == "run_finished" and run is not None:
         run.status, run.stop_reason = p.get("status", run.status), p.get("reason")
         run.output, run.error, run.ended_at, run.finished = (
@@ -189,6 +191,10 @@ def _runs(conn: sqlite3.Connection, want: Summary) -> Iterator[str]:
             ("output_tokens", row["output_tokens"], run.usage.output_tokens),
             ("cost_usd", row["cost_usd"], run.usage.cost_usd),
         ]
+        if run.principal is not None:
+            checks.append(
+                ("principal", row["principal"] if "principal" in row.keys() else None, run.principal)
+            )
         if run.finished:
             checks += [
                 ("status", row["status"], run.status),

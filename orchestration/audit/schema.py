@@ -188,10 +188,16 @@ def _v4_run_owner(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("owner", str)
 
 
+def _runs_principal(db: sqlite_utils.Database) -> None:
+    """`runs.principal`: who started a run (the HTTP token's name, or the local user); only they, and
+    principals configured as approvers, may read or decide it."""
+    db.table("runs").add_column("principal", str)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
-MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner]
+MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner, _runs_principal]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
