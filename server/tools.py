@@ -133,7 +133,12 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     @server.tool(title="Follow a run", annotations=READER)
     @tool_errors
     async def get_run(
-        ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+        ctx: Context[Any, Any],
+        run_id: RunId,
+        wait_seconds: WaitSeconds = None,
+        diagram: Annotated[
+            bool, Field(description="Add the run as a Mermaid diagram (sequence; DAG for plans).")
+        ] = False,
     ) -> RunResult | InputRequiredResult:
         """A run's status, output, error and usage. With wait_seconds > 0, waits that long for it to finish
         first. On clients of the 2026-07-28 protocol this call also carries the run's requests for the client's
@@ -143,8 +148,14 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         run = rt.get_run(followed or run_id)
         wait = 0.0 if wait_seconds is None else wait_seconds
         if rt.is_active(run["id"]):
-            return await follow_run(ctx, run["id"], wait)
-        return describe_run(ctx, run)
+            result = await follow_run(ctx, run["id"], wait)
+        else:
+            result = describe_run(ctx, run)
+        if diagram and isinstance(result, RunResult):
+            from server.audit_tools import run_diagram
+
+            result.diagram = run_diagram(rt, run["id"])
+        return result
 
     @server.tool(title="List recent runs", annotations=READER)
     @tool_errors

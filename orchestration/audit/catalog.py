@@ -171,3 +171,42 @@ def describe_schema() -> str:
         "JSON payloads: json_extract(payload, '$.field').",
     ]
     return "\n".join(lines)
+
+
+WEEK_AGO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-7 days')"
+
+QUESTIONS: dict[str, tuple[str, str]] = {
+    "cost_per_agent_this_week": (
+        "What did runs cost per agent this week?",
+        "select c.agent, count(distinct c.run_id) as runs, sum(c.steps) as steps, sum(c.input_tokens) as input_tokens,"
+        " sum(c.output_tokens) as output_tokens, round(sum(c.cost_usd), 6) as cost_usd"
+        f" from run_cost_by_agent c join runs r on r.id = c.run_id where r.started_at >= {WEEK_AGO}"
+        " group by c.agent order by cost_usd desc, c.agent",
+    ),
+    "cost_per_agent_of_a_run": (
+        "Cost per agent of one run",
+        "select agent, models, steps, input_tokens, output_tokens, cost_usd, latency_ms"
+        " from run_cost_by_agent where run_id = :run_id order by cost_usd desc, agent",
+    ),
+    "denied_tool_calls_this_week": (
+        "Tool calls denied or refused this week",
+        "select created_at, run_id, agent, tool, decision, decided_by, rule, error from tool_calls"
+        f" where decision in ('denied', 'refused') and created_at >= {WEEK_AGO} order by seq desc",
+    ),
+    "chat_transcript": (
+        "The transcript of a chat, magentic or handoff run",
+        "select turn, speaker, kind, text from transcript where run_id = :run_id order by turn",
+    ),
+    "guardrail_stops": (
+        "Runs stopped by a guardrail or a rule",
+        "select run_id, pattern, stop_reason, detail, last_agent, ended_at from guardrail_stops"
+        " order by ended_at desc",
+    ),
+    "pending_approvals": (
+        "Actions waiting for a human",
+        "select action_id, run_id, agent, tool, arguments, reason, rule, created_at, expires_at from approvals"
+        " where status = 'pending' order by created_at",
+    ),
+}
+"""The common questions, answered in SQL: Datasette's canned queries, the README's examples, query_audit's tests.
+`:run_id` is a parameter."""
