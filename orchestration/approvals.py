@@ -23,6 +23,7 @@ from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import InvalidInputError
 from orchestration.pending import PendingRequests
+from orchestration.telemetry import traced_approval
 
 HUMAN_CHANNELS = ("elicitation", "cli")
 Choice = Literal["approve", "deny"]
@@ -55,6 +56,7 @@ def question(payload: dict[str, Any]) -> str:
     )
 
 
+@traced_approval
 async def request_approval(
     ctx: RunContext,
     *,

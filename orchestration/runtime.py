@@ -35,6 +35,7 @@ from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequests
 from orchestration.providers import DefaultProviders
 from orchestration.step import StepFailed, new_id
+from orchestration.telemetry import traced_run
 from orchestration.toolbox import Toolbox
 from policies.limits import Limits
 
@@ -233,7 +234,7 @@ class Runtime:
         )
         active = _Active(ctx)
         self._active[run_id] = active
-        self._tg.start_soon(self._execute, active, body)
+        self._tg.start_soon(self._execute, active, traced_run(body, run_id, pattern, control))
         return run_id
 
     async def _execute(self, active: _Active, body: RunBody) -> None:
@@ -353,7 +354,7 @@ class Runtime:
         )
         active = _Active(ctx)
         self._active[run_id] = active
-        self._tg.start_soon(self._execute, active, body)
+        self._tg.start_soon(self._execute, active, traced_run(body, run_id, recipe["pattern"], ctx.control))
 
     async def _finish(
         self,

@@ -10,10 +10,12 @@ from typing import Any
 
 import anyio
 
+from orchestration import telemetry
 from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import ConcertmasterError, GuardrailTripped, ProviderError
 from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolResult, ToolSpec
+from orchestration.telemetry import traced_step, traced_tool
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
+@traced_step
 async def run_step(
     ctx: RunContext,
     agent_name: str,
@@ -321,6 +324,7 @@ async def _record_model_call(
     ctx: RunContext, step_id: str, agent: str, response: ModelResponse, latency: float
 ) -> None:
     ctx.budget.spend(response)
+    telemetry.model_called(response)
     usage = response.usage
     cost = response.cost_usd
     usage_params = (
@@ -368,6 +372,7 @@ async def _record_model_call(
     )
 
 
+@traced_tool
 async def _call_tool(
     ctx: RunContext,
     step_id: str,
