@@ -88,6 +88,10 @@ class PendingRequests:
         answer given meanwhile through the CLI is picked up) instead of asking twice.
         Raises `TimeoutError` after `timeout` seconds (the request is recorded as expired).
         """
+        if adopt is not None and adopt.get("status") == "resolved":
+            # decided before the restart: the decision stands, nobody is asked again
+            response = json.loads(adopt["response"]) if adopt.get("response") else None
+            return response, adopt.get("channel") or "unknown"
         park = (
             "update runs set status = ? where id = ? and status in ('running', ?)",
             (park_as, run_id, park_as),

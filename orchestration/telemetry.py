@@ -67,7 +67,7 @@ def traced_run(body: RunBody, run_id: str, pattern: str, control: str) -> RunBod
             "concertmaster.run.id": run_id,
             "concertmaster.pattern": pattern,
             "concertmaster.control": control,
-            "concertmaster.resumed": ctx.resumed or None,
+            "concertmaster.resumed": getattr(getattr(ctx, "engine", ctx), "resumed", False) or None,
         }
         with _start(f"invoke_workflow {pattern}", attributes) as span:
             try:

@@ -9,9 +9,9 @@ from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.context import RunBody
 from orchestration.errors import InvalidInputError, UnknownAgentError
 from orchestration.runtime import Runtime
+from orchestration.spec import RunSpec
 from policies.limits import Limits
 from server.app import state
 from server.bridge import sampler_for
@@ -119,29 +119,17 @@ async def followed_retry(
 
 async def start_and_follow(
     ctx: Context[Any, Any],
-    pattern: str,
-    task: str,
-    body: RunBody,
+    spec: RunSpec,
     *,
-    options: dict[str, Any],
     wait_seconds: float | None,
-    control: str | None = None,
     limits: LimitOverrides | None = None,
-    recipe: dict[str, Any] | None = None,
 ) -> RunResult | InputRequiredResult:
-    """Start a run of `body` and follow it for up to `wait_seconds`. `recipe` (pattern, members, options for
-    `patterns.registry.build`) lets a run waiting for a human resume after a server restart."""
+    """Start the run `spec` describes (with this call's limit overrides) and follow it for up to
+    `wait_seconds`."""
     rt = state(ctx).runtime
     run_limits = limits_for(rt, limits)
-    run_id = await rt.start_run(
-        pattern,
-        task,
-        body,
-        options=options,
-        sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s),
-        limits=run_limits,
-        control=control or "centralized",
-        recipe=recipe,
+    run_id = await rt.start(
+        spec.with_limits(run_limits), sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s)
     )
     return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
 
