@@ -90,6 +90,7 @@ EVENT_KINDS: dict[str, str] = {
     "step_stopped": "a sub-team step was stopped by a guardrail",
     "step_resumed": "a step cut short by a restart continues from its recorded replies",
     "model_called": "one model call: provider, model, tokens incl. cache, cost, latency, the whole reply",
+    "tool_call_started": "a downstream tool call is about to run (a crash before its result is then known)",
     "tool_called": "one tool call: tool (server__tool), arguments, result, is_error, latency",
     "policy_decided": "the policy's ruling on a tool call: allow, require_approval or deny, with rule and reason",
     "tool_definition_changed": "a downstream tool's definition changed since it was pinned; the call was refused",
@@ -142,13 +143,20 @@ STOP_REASONS: dict[str, str] = {
     "cancelled": "cancelled by the user",
     "server_shutdown": "the server stopped while the run was in progress",
     "server_restart": "found in progress at server start, with no way to resume",
+    "resume_failed": "a run could not be resumed after a restart (its description no longer builds)",
+    "resume_required": 'its server stopped and [runs] resume = "manual": continue it with resume_run',
+    "resume_limit": "it was resumed automatically max_auto_resumes times: continue it by hand",
     "internal_error": "a bug: the run failed, the server stayed up",
+    "guardrail_tripped": "a guardrail stopped it (the error names the limit)",
+    "run_not_found": "a run it referred to does not exist",
+    "error": "an error without a more specific reason (see the error column)",
     "provider_error": "the model provider failed",
     "model_unavailable": "no model could run an agent (no API key, no sampling)",
     "unknown_agent": "a run named an agent or team that does not exist",
     "invalid_input": "bad input found while the run ran",
     "config_error": "the team config was invalid",
     "audit_error": "the audit could not be written",
+    "tool_server_error": "a downstream MCP server failed in a way the run could not go on from",
 }
 
 
