@@ -31,9 +31,13 @@ TRACER_NAME = "concertmaster"
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+_TRACER = trace.get_tracer(TRACER_NAME)
+"""Before a provider is configured this is OTel's proxy tracer, which follows one configured later
+(`opentelemetry-instrument`, tests), so it is looked up once."""
+
+
 def _tracer() -> trace.Tracer:
-    # looked up per span: a provider configured after import (opentelemetry-instrument, tests) is honoured
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def _start(name: str, attributes: dict[str, Any]) -> Any:

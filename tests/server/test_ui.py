@@ -131,3 +131,18 @@ def test_ui_without_datasette_says_how_to_install_it(tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "datasette", None)  # as if the [ui] extra were not installed
     assert main(["--db", str(tmp_path / "audit.db"), "ui"]) == 2
     assert "pip install 'concertmaster[ui]'" in capsys.readouterr().err
+
+
+def test_the_plugin_makes_every_audit_connection_refuse_writes(tmp_path: Path) -> None:
+    import sqlite3
+
+    from server.ui_plugins.concertmaster_links import prepare_connection
+
+    conn = sqlite3.connect(tmp_path / "x.db")
+    conn.execute("create table t (x)")
+    prepare_connection(conn, "audit", None)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("insert into t values (1)")
+    internal = sqlite3.connect(":memory:")
+    prepare_connection(internal, "_internal", None)  # Datasette's own catalog stays writable
+    internal.execute("create table t (x)")
