@@ -114,7 +114,7 @@ async def run_step(
     agent = ctx.agent(agent_name)
     journal = ctx.engine.journal
     record = journal.steps.get(full_key) if journal is not None else None
-    if record is not None and record.finished:
+    if record is not None and record.status in ("succeeded", "failed"):
         return _replay_finished(ctx, agent_name, record)
     ctx.budget.check_step(ctx.depth)
     ctx.budget.steps += 1
@@ -219,11 +219,14 @@ async def run_step(
 
 
 def _replay_finished(ctx: RunContext, agent_name: str, record: StepRecord) -> StepResult:
-    """A step finished before the restart: its output, with the budget and the model's position restored."""
+    """A step ended before the restart: its output (or its failure, again), with the budget and the model's
+    position restored."""
     ctx.budget.steps += 1
     provider = ctx.provider(agent_name)
     for reply in record.replies:
         _account_replayed(ctx, provider, reply)
+    if not record.finished:
+        raise StepFailed(agent_name, record.step_id, record.error or "the step failed")
     if record.output:
         ctx.partial = record.output
     stopped = record.stopped_by
