@@ -315,7 +315,7 @@ async def _run_team(
     ctx: RunContext, name: str, prompt: str, *, key: str, parent_step_id: str | None
 ) -> StepResult:
     """A sub-team as one step of its parent: its own scoped context, its steps nested under this one."""
-    from orchestration.patterns.registry import build
+    from orchestration.spec import RunSpec
 
     spec = ctx.config.teams[name]
     limit = ctx.budget.limits.max_depth
@@ -350,7 +350,8 @@ async def _run_team(
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
             )
         # a finished team is replayed too (its steps all replay from the journal), so the budget is restored
-        outcome = await build(spec.pattern, spec.agents, prompt, spec.options)(nested)
+        team = RunSpec(pattern=spec.pattern, members=tuple(spec.agents), task=prompt, options=spec.options)
+        outcome = await team.build()(nested)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
