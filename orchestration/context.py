@@ -71,6 +71,8 @@ class RunEngine:
     """The policy gate of an agent's tool calls, by agent name."""
     provider_cache: dict[str, ModelProvider] = field(default_factory=dict)
     """One provider instance per agent per run."""
+    fenced: bool = False
+    """Another process took the run over: nothing more is written for it from here."""
 
     @property
     def resumed(self) -> bool:
@@ -167,9 +169,10 @@ class RunContext:
     ) -> int:
         """Append an event of this run (with the summary updates it justifies) and tell listeners.
 
-        On replay, a pattern event already recorded before the restart is not written again (returns 0)."""
+        On replay, a pattern event already recorded before the restart is not written again, and nothing is
+        written for a run another process took over (returns 0)."""
         journal = self.engine.journal
-        if journal is not None and journal.take_event(kind, step_id):
+        if self.engine.fenced or (journal is not None and journal.take_event(kind, step_id)):
             return 0
         seq = (
             await self.engine.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)]))

@@ -69,6 +69,7 @@ class StepRecord:
     status: str
     output: str | None
     model: str | None
+    error: str | None = None
     replies: list[ModelResponse] = field(default_factory=list)
     """Recorded model replies, oldest first."""
     tool_results: dict[str, RecordedTool] = field(default_factory=dict)
@@ -137,7 +138,9 @@ def load_journal(steps: list[dict[str, Any]], events: list[dict[str, Any]]) -> J
     journal = Journal()
     by_id: dict[str, StepRecord] = {}
     for row in steps:
-        record = StepRecord(row["id"], row["key"], row["agent"], row["status"], row["output"], row["model"])
+        record = StepRecord(
+            row["id"], row["key"], row["agent"], row["status"], row["output"], row["model"], row["error"]
+        )
         journal.steps[row["key"]] = record
         by_id[row["id"]] = record
     segment_start: datetime | None = None

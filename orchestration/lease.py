@@ -155,6 +155,17 @@ class Leases:
             f"update runs set lease_expires = 0 where owner = ? and status in ({marks})", (self.owner, *LIVE)
         )
 
+    def take_orphan(self, run_id: str) -> bool:
+        """Take a live run whose owner is gone or whose lease lapsed (compare-and-set); True if we now own it."""
+        conn = self._connection()
+        row = conn.execute("select owner, lease_expires from runs where id = ?", (run_id,)).fetchone()
+        if row is None:
+            return False
+        lapsed = row["lease_expires"] is not None and row["lease_expires"] < self.clock()
+        if not (owner_gone(row["owner"], self.owner) or lapsed):
+            return False
+        return self.claim(run_id, row["owner"], count_resume=False)
+
     def reopen(self, run_id: str) -> bool:
         """Claim an interrupted run to resume it by hand (compare-and-set on its status); resets its automatic
         resume count."""

@@ -78,6 +78,7 @@ class Runtime:
         *,
         providers: ProviderFactory | None = None,
         clock: Clock = time.time,
+        adopt: bool = True,
     ) -> None:
         self.config = config
         self.audit = audit
@@ -95,6 +96,8 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._reader: AuditReader | None = None
         self._stopping = False
+        self._adopt = adopt
+        """Take over runs whose server is gone (a server does; `concertmaster resume` runs only its run)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -104,7 +107,8 @@ class Runtime:
         await self._tg.__aenter__()
         self.toolbox.bind(self._tg)
         self._tg.start_soon(self._poll_external_answers)
-        await self.adopt_orphans()
+        if self._adopt:
+            await self.adopt_orphans()
         self._tg.start_soon(self._keep_leases)
         return self
 
@@ -149,7 +153,8 @@ class Runtime:
         while True:
             await anyio.sleep(self.leases.lease_s / 3)
             await self.renew_leases()
-            await self.adopt_orphans()
+            if self._adopt:
+                await self.adopt_orphans()
 
     async def renew_leases(self) -> None:
         """Extend our claim on the runs we run; a run we lost (our lease lapsed and another server took it) is
@@ -160,6 +165,8 @@ class Runtime:
             if active is not None:
                 log.warning("run %s was taken over by another server; stopping it here", run_id)
                 active.lost = True
+                active.ctx.engine.fenced = True
+                self.pending.let_go(run_id)
                 active.scope.cancel()
 
     async def adopt_orphans(self) -> list[str]:
@@ -179,7 +186,11 @@ class Runtime:
             run = self.reader.run(run_id)
             if run is None:
                 continue
-            spec = self._stored_spec(run)
+            try:
+                spec = self._stored_spec(run)
+            except ConcertmasterError as exc:  # never a crash loop: this run fails, the server goes on
+                await self._fail_resume(run_id, exc.message)
+                continue
             if spec is None:
                 await self._interrupt(
                     run_id, "server_restart", "the server stopped while the run was in progress"
@@ -200,22 +211,30 @@ class Runtime:
                 resumed.append(run_id)
         return resumed
 
-    async def _interrupt(self, run_id: str, reason: str, error: str) -> None:
-        await self.audit.write(
-            Write(
-                [
-                    (
-                        "update runs set status = 'interrupted', stop_reason = ?, error = ?, ended_at = ?,"
-                        " lease_expires = null where id = ?",
-                        (reason, error, now(), run_id),
-                    ),
-                    (
-                        "update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
-                        (now(), run_id),
-                    ),
-                ],
-                [Event("run_interrupted", run_id, {"reason": reason, "error": error})],
+    async def _interrupt(self, run_id: str, reason: str, error: str, *, status: str = "interrupted") -> None:
+        """End a run that is not running here (interrupted for a manual resume, or cancelled)."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "update runs set status = ?, stop_reason = ?, error = ?, ended_at = ?, lease_expires = null"
+                " where id = ?",
+                (status, reason, error, now(), run_id),
+            ),
+            (
+                "update steps set status = ?, ended_at = ? where run_id = ? and status = 'running'",
+                (status, now(), run_id),
+            ),
+        ]
+        if status == "cancelled":  # nobody needs to answer its questions any more
+            statements.append(
+                (
+                    "update pending_requests set status = 'cancelled', resolved_at = ? where run_id = ?"
+                    " and status in ('pending', 'answered')",
+                    (now(), run_id),
+                )
             )
+        kind = "run_interrupted" if status == "interrupted" else "run_finished"
+        await self.audit.write(
+            Write(statements, [Event(kind, run_id, {"status": status, "reason": reason, "error": error})])
         )
 
     def _stored_spec(self, run: dict[str, Any]) -> RunSpec | None:
@@ -559,7 +578,16 @@ class Runtime:
         run = self.get_run(run_id)
         active = self._active.get(run_id)
         if active is None:
-            return run
+            if run["status"] in TERMINAL:
+                return run
+            # a live run nobody runs here: cancel it if its server is gone, else say who runs it
+            if not await anyio.to_thread.run_sync(self.leases.take_orphan, run_id):
+                raise InvalidInputError(
+                    f"run {run_id} is run by another live concertmaster process ({run['owner']}); cancel it "
+                    "through the client connected to that server"
+                )
+            await self._interrupt(run_id, "cancelled", "cancelled by the user", status="cancelled")
+            return self.get_run(run_id)
         active.scope.cancel()
         with anyio.move_on_after(10):
             await active.done.wait()
@@ -596,6 +624,17 @@ class Runtime:
     def approvals(self) -> Approvals:
         """Deciding on this runtime's pending approvals."""
         return Approvals(self.pending, self.audit, self.reader)
+
+    def step_count(self, run_id: str) -> int:
+        """How many steps the run has recorded."""
+        return int(self.reader.query("select count(*) as n from steps where run_id = ?", (run_id,))[0]["n"])
+
+    def run_of_request(self, request_id: str) -> str:
+        """The run a pending request (an approval's action id) belongs to."""
+        rows = self.reader.query("select run_id from pending_requests where id = ?", (request_id,))
+        if not rows:
+            raise InvalidInputError(f"no pending request {request_id!r}; see list_pending_approvals")
+        return str(rows[0]["run_id"])
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row, or `RunNotFoundError`."""

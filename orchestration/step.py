@@ -117,7 +117,7 @@ async def run_step(
     agent = ctx.agent(agent_name)
     journal = ctx.engine.journal
     record = journal.steps.get(full_key) if journal is not None else None
-    if record is not None and record.finished:
+    if record is not None and record.status in ("succeeded", "failed"):
         return _replay_finished(ctx, agent_name, record)
     ctx.budget.check_step(ctx.depth)
     ctx.budget.steps += 1
@@ -222,11 +222,14 @@ async def run_step(
 
 
 def _replay_finished(ctx: RunContext, agent_name: str, record: StepRecord) -> StepResult:
-    """A step finished before the restart: its output, with the budget and the model's position restored."""
+    """A step ended before the restart: its output (or its failure, again), with the budget and the model's
+    position restored."""
     ctx.budget.steps += 1
     provider = ctx.provider(agent_name)
     for reply in record.replies:
         _account_replayed(ctx, provider, reply)
+    if not record.finished:
+        raise StepFailed(agent_name, record.step_id, record.error or "the step failed")
     if record.output:
         ctx.partial = record.output
     stopped = record.stopped_by
@@ -315,7 +318,7 @@ async def _run_team(
     ctx: RunContext, name: str, prompt: str, *, key: str, parent_step_id: str | None
 ) -> StepResult:
     """A sub-team as one step of its parent: its own scoped context, its steps nested under this one."""
-    from orchestration.patterns.registry import build
+    from orchestration.spec import RunSpec
 
     spec = ctx.config.teams[name]
     limit = ctx.budget.limits.max_depth
@@ -350,7 +353,8 @@ async def _run_team(
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
             )
         # a finished team is replayed too (its steps all replay from the journal), so the budget is restored
-        outcome = await build(spec.pattern, spec.agents, prompt, spec.options)(nested)
+        team = RunSpec(pattern=spec.pattern, members=tuple(spec.agents), task=prompt, options=spec.options)
+        outcome = await team.build()(nested)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")

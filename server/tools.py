@@ -190,4 +190,21 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         run = await rt.cancel(run_id)
         return describe_run(ctx, run)
 
-    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run)
+    @server.tool(
+        title="Resume an interrupted run",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    @tool_errors
+    async def resume_run(
+        ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+    ) -> RunResult | InputRequiredResult:
+        """Continue an `interrupted` run where it stopped (runs resume by themselves after a restart unless
+        `[runs] resume = "manual"` or they crashed the server too often). Recorded work is not redone."""
+        rt = state(ctx).runtime
+        run = await rt.resume_run(run_id)
+        wait = state(ctx).settings.default_wait_seconds if wait_seconds is None else wait_seconds
+        return await follow_run(ctx, run["id"], wait)
+
+    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run, resume_run)
