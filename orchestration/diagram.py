@@ -15,13 +15,25 @@ SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 """Characters written as they are; every other one is written as an entity code."""
 
 
+MAX_CHARS = 45_000
+"""Mermaid refuses to render a diagram longer than 50,000 characters (`maxTextSize`): stay under it."""
+
+
 def escape(text: Any, limit: int = 80) -> str:
-    """`text` on one line, at most `limit` characters, safe anywhere Mermaid takes free text."""
+    """`text` on one line, at most `limit` characters (and 3 x `limit` once escaped, for text that is mostly
+    entities), safe anywhere Mermaid takes free text."""
     value = " ".join(str(text if text is not None else "").split())
-    if len(value) > limit:
-        value = value[: limit - 3] + "..."
-    escaped = "".join(c if c in SAFE else f"#{ord(c)};" for c in value)
-    return escaped.strip() or "(empty)"
+    cut = len(value) > limit
+    pieces, size = [], 0
+    for c in value[:limit]:
+        piece = c if c in SAFE else f"#{ord(c)};"
+        if size + len(piece) > 3 * limit:
+            cut = True
+            break
+        pieces.append(piece)
+        size += len(piece)
+    escaped = "".join(pieces).strip() + ("..." if cut else "")
+    return escaped or "(empty)"
 
 
 def _usage(payload: dict[str, Any]) -> str:
@@ -122,7 +134,22 @@ def sequence_diagram(
             if p.get("status") == "stopped":
                 note(conductor, f"stopped by {p.get('reason')}: {p.get('error') or ''}")
             say(conductor, "-->>" if p.get("status") == "succeeded" else "--x", caller, f"{status} {usage}")
-    return "\n".join(["sequenceDiagram", *who.lines, *body])
+    head = ["sequenceDiagram", *who.lines]
+    size = sum(len(line) + 1 for line in head)
+    if size + sum(len(line) + 1 for line in body) > MAX_CHARS:
+        # keep the start and the end of a long run, and say what was left out
+        tail = body[-3:]
+        room = MAX_CHARS - size - sum(len(line) + 1 for line in tail) - 200
+        kept: list[str] = []
+        for line in body[:-3]:
+            if room - len(line) - 1 < 0:
+                break
+            kept.append(line)
+            room -= len(line) + 1
+        left_out = len(body) - len(kept) - len(tail)
+        note = f"{left_out} more messages left out, concertmaster show {run.get('id') or 'RUN'} has them all"
+        body = [*kept, f"    Note over {conductor}: {escape(note)}", *tail]
+    return "\n".join([*head, *body])
 
 
 def plan_flowchart(events: Sequence[dict[str, Any]]) -> str | None:

@@ -208,3 +208,15 @@ def test_any_agent_text_gives_diagrams_that_parse(mermaid: Parse, text: str) -> 
     for diagram in diagrams(*_fake_run(text)):
         parsed = mermaid(diagram)
         assert parsed["ok"], (parsed, diagram)
+
+
+def test_a_long_run_stays_under_mermaids_size_limit_and_still_parses(mermaid: Parse) -> None:
+    run, steps, events = _fake_run("長い" * 100)
+    middle = [e for e in events if e["kind"] not in ("run_started", "run_finished", "plan", "subtask_finished")]
+    long_events = [events[0], *middle * 400, events[-1]]
+    text = sequence_diagram({**run, "id": "run_long"}, steps, long_events)
+    assert len(text) <= 45_000
+    assert "more messages left out, concertmaster show run_long has them all" in text
+    assert text.splitlines()[-1].startswith("    P1--xP0: stopped")
+    parsed = mermaid(text)
+    assert parsed["ok"], parsed
