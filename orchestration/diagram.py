@@ -147,8 +147,10 @@ def sequence_diagram(
             kept.append(line)
             room -= len(line) + 1
         left_out = len(body) - len(kept) - len(tail)
-        note = f"{left_out} more messages left out, concertmaster show {run.get('id') or 'RUN'} has them all"
-        body = [*kept, f"    Note over {conductor}: {escape(note)}", *tail]
+        summary = (
+            f"{left_out} more messages left out, concertmaster show {run.get('id') or 'RUN'} has them all"
+        )
+        body = [*kept, f"    Note over {conductor}: {escape(summary)}", *tail]
     return "\n".join([*head, *body])
 
 

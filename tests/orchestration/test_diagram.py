@@ -212,7 +212,9 @@ def test_any_agent_text_gives_diagrams_that_parse(mermaid: Parse, text: str) -> 
 
 def test_a_long_run_stays_under_mermaids_size_limit_and_still_parses(mermaid: Parse) -> None:
     run, steps, events = _fake_run("長い" * 100)
-    middle = [e for e in events if e["kind"] not in ("run_started", "run_finished", "plan", "subtask_finished")]
+    middle = [
+        e for e in events if e["kind"] not in ("run_started", "run_finished", "plan", "subtask_finished")
+    ]
     long_events = [events[0], *middle * 400, events[-1]]
     text = sequence_diagram({**run, "id": "run_long"}, steps, long_events)
     assert len(text) <= 45_000
