@@ -206,18 +206,16 @@ def _audit_vocabulary_views(db: sqlite_utils.Database) -> None:
     db.create_view(
         "tool_calls",
         """
-        with called as (
-          select e.seq, e.run_id, e.step_id, e.created_at, e.payload,
+        with pair as (
+          select e.seq, e.run_id, e.step_id, e.created_at, e.kind, e.payload,
                  json_extract(e.payload, '$.tool') as raw_tool,
-                 (select max(q.seq) from events q where q.run_id = e.run_id and q.step_id is e.step_id
-                    and q.kind = 'tool_called' and q.seq < e.seq) as previous_call
-          from events e where e.kind = 'tool_called'
+                 lag(e.kind) over w as previous_kind, lag(e.seq) over w as previous_seq
+          from events e where e.kind in ('tool_called', 'policy_decided')
+          window w as (partition by e.run_id, e.step_id order by e.seq)
         ), decided as (
-          select c.*,
-                 (select max(p.seq) from events p where p.run_id = c.run_id and p.step_id is c.step_id
-                    and p.kind = 'policy_decided' and p.seq < c.seq
-                    and p.seq > coalesce(c.previous_call, 0)) as policy_seq
-          from called c
+          -- a gated call's policy ruling is the event just before it among its step's calls and rulings
+          select pair.*, case when previous_kind = 'policy_decided' then previous_seq end as policy_seq
+          from pair where kind = 'tool_called'
         )
         select d.seq, d.run_id, d.step_id, d.created_at,
                json_extract(d.payload, '$.agent') as agent,
