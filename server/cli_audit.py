@@ -260,6 +260,12 @@ def ui(db: Path, host: str, port: int, open_browser: bool) -> int:
         ]
         if open_browser:
             command.append("--open")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"concertmaster: warning: anyone who can reach {host}:{port} can read the whole audit "
+                "(Datasette has no login here); use --host 127.0.0.1 unless you mean it",
+                file=sys.stderr,
+            )
         print(
             f"concertmaster: the audit {db} read-only in Datasette (Ctrl-C to stop)",
             file=sys.stderr,
