@@ -181,7 +181,7 @@ class PendingRequests:
             statements.append(
                 (
                     "update runs set status = 'running' where id = ? and status in"
-                    " ('awaiting_input', 'awaiting_approval')",
+                    " ('awaiting_input', 'awaiting_approval', 'awaiting_host')",
                     (request.run_id,),
                 )
             )

@@ -63,7 +63,7 @@ def owner_alive(owner: str | None) -> bool:
 
 
 TERMINAL = frozenset({"succeeded", "failed", "stopped", "cancelled", "interrupted"})
-PARKED = ("awaiting_input", "awaiting_approval")
+PARKED = ("awaiting_input", "awaiting_approval", "awaiting_host")
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Runtime:
         assert self._reader is not None
         stale = self._reader.query(
             "select id, owner, status, options, input from runs where status in"
-            " ('running', 'queued', 'awaiting_input', 'awaiting_approval')"
+            " ('running', 'queued', 'awaiting_input', 'awaiting_approval', 'awaiting_host')"
         )
         resumable = []
         for row in stale:
