@@ -1,0 +1,287 @@
+"""Agents on the host's own model (`model = "host"`): a test client plays the host through submit_step, in both
+protocol eras, for one agent, parallel branches, a group chat, a plan, and a host agent using a granted tool."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp_types import Implementation
+
+from server.app import build_server
+from server.settings import Settings
+from tests.conftest import team
+from tests.server.test_governance import World
+
+pytestmark = pytest.mark.anyio
+
+ERAS = ["legacy", "auto"]  # 2025-11-25 handshake, and the SDK's default negotiation (2026-07-28)
+HOST = Implementation(name="test-host", version="1.0")
+
+TEAM = team(
+    solo={"model": "host", "instructions": "You are solo. Answer in one word."},
+    alpha={"model": "host", "group": "red"},
+    beta={"model": "host", "group": "blue"},
+    gamma={"model": "host"},
+    planner={"model": "host"},
+    auto={"model": "auto"},
+)
+
+Brain = Callable[[dict[str, Any]], dict[str, Any]]
+"""Answers one host step: returns submit_step's `output` (and optionally `tool_calls`)."""
+
+
+def rows(db: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def server(db: Path):
+    return build_server(Settings(db=db, default_wait_seconds=30), config=TEAM)
+
+
+def last_text(step: dict[str, Any]) -> str:
+    return str(step["messages"][-1].get("text", ""))
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    return result.structured_content
+
+
+async def play(client: Client, run: dict[str, Any], brain: Brain) -> tuple[dict[str, Any], list[list[str]]]:
+    """Be the host until the run ends: answer every handed-over step (a batch at a time, in parallel, in
+    reverse order). Returns the final run and the agents of each batch."""
+    batches: list[list[str]] = []
+    run_id = run["run_id"]
+
+    async def answer(step: dict[str, Any]) -> None:
+        await call(client, "submit_step", run_id=run_id, step_id=step["step_id"], **brain(step))
+
+    while not run["done"]:
+        steps = run["host_steps"]
+        assert steps, f"the run neither ended nor handed over steps: {run}"
+        batches.append([s["agent"] for s in steps])
+        async with anyio.create_task_group() as tg:
+            for step in reversed(steps):
+                tg.start_soon(answer, step)
+        run = await call(client, "get_run", run_id=run_id, wait_seconds=30)
+    return run, batches
+
+
+def echo(step: dict[str, Any]) -> dict[str, Any]:
+    return {"output": f"{step['agent']} did: {last_text(step)[:40]}"}
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_delegated_task_is_handed_to_the_host_and_its_answer_ends_the_run(
+    db: Path, mode: str
+) -> None:
+    async with Client(server(db), mode=mode, client_info=HOST) as client:
+        run = await call(client, "delegate_task", agent="solo", task="name a colour")
+        assert run["status"] == "awaiting_host" and run["done"] is False
+        (step,) = run["host_steps"]
+        assert step["agent"] == "solo" and step["instructions"] == "You are solo. Answer in one word."
+        assert step["messages"] == [{"role": "user", "text": "name a colour"}] and step["tools"] == []
+        assert "submit_step" in run["next"]
+        final = await call(
+            client, "submit_step", run_id=run["run_id"], step_id=step["step_id"], output="Teal"
+        )
+    assert final["status"] == "succeeded" and final["output"] == "Teal" and final["host_steps"] == []
+    assert final["usage"]["input_tokens"] is None and final["usage"]["cost_usd"] is None
+    (row,) = rows(db, "select provider, model, input_tokens, output_tokens, cost_usd, output from steps")
+    assert tuple(row) == ("host", "test-host", None, None, None, "Teal")
+    (called,) = rows(db, "select payload from events where kind = 'model_called'")
+    assert json.loads(called["payload"])["provider"] == "host"
+    (request,) = rows(db, "select kind, status, channel, decided_by, step_id from pending_requests")
+    assert tuple(request)[:4] == ("host_step", "resolved", "submit_step", "test-host")
+    assert request["step_id"] == rows(db, "select id from steps")[0]["id"]
+    kinds = [r["kind"] for r in rows(db, "select kind from events order by seq")]
+    assert kinds.index("input_requested") < kinds.index("input_received") < kinds.index("run_finished")
+
+
+async def test_auto_without_key_or_sampling_runs_on_the_host(db: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    async with Client(server(db), mode="legacy", client_info=HOST) as client:
+        agents = (await call(client, "list_agents"))["agents"]
+        run = await call(client, "delegate_task", agent="auto", task="hi")
+        final, _ = await play(client, run, echo)
+    assert next(a for a in agents if a["name"] == "auto")["runs_on"] == "host"
+    assert final["status"] == "succeeded" and final["output"] == "auto did: hi"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_parallel_branches_are_handed_over_together_and_answered_in_any_order(
+    db: Path, mode: str
+) -> None:
+    async with Client(server(db), mode=mode, client_info=HOST) as client:
+        run = await call(
+            client,
+            "run_concurrent",
+            agents=["alpha", "beta", "gamma"],
+            task="pick a number",
+            reconcile="majority",
+        )
+        assert run["status"] == "awaiting_host"
+        assert sorted(s["agent"] for s in run["host_steps"]) == ["alpha", "beta", "gamma"]
+        final, batches = await play(client, run, lambda s: {"output": "7"})
+    assert final["status"] == "succeeded" and final["output"] == "7"
+    assert len(batches) == 1
+    assert {r["model"] for r in rows(db, "select model from steps")} == {"test-host"}
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_group_chat_on_the_host_shares_the_transcript_and_ends_on_the_phrase(
+    db: Path, mode: str
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def brain(step: dict[str, Any]) -> dict[str, Any]:
+        transcript = json.dumps(step["messages"])
+        seen.append((step["agent"], transcript))
+        if step["agent"] == "alpha":
+            return {"output": "I propose Nova."}
+        return {"output": "Nova is fine. TERMINATE"}
+
+    async with Client(server(db), mode=mode, client_info=HOST) as client:
+        run = await call(client, "start_group_chat", agents=["alpha", "beta"], topic="name the product")
+        final, batches = await play(client, run, brain)
+    assert final["status"] == "succeeded", final
+    assert batches == [["alpha"], ["beta"]]
+    assert "I propose Nova." in seen[1][1]  # beta saw alpha's turn on the shared transcript
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_plan_on_the_host_runs_independent_subtasks_together(db: Path, mode: str) -> None:
+    plan = {
+        "subtasks": [
+            {"id": "s1", "agent": "alpha", "task": "facts", "depends_on": []},
+            {"id": "s2", "agent": "beta", "task": "figures", "depends_on": []},
+            {"id": "s3", "agent": "gamma", "task": "write it up", "depends_on": ["s1", "s2"]},
+        ]
+    }
+
+    def brain(step: dict[str, Any]) -> dict[str, Any]:
+        if step["agent"] == "planner":
+            return {"output": json.dumps(plan)}
+        text = last_text(step)
+        if step["agent"] == "gamma":
+            assert "alpha's facts" in text and "beta's figures" in text  # its inputs are the others' outputs
+            return {"output": "the report"}
+        return {"output": f"{step['agent']}'s {'facts' if step['agent'] == 'alpha' else 'figures'}"}
+
+    async with Client(server(db), mode=mode, client_info=HOST) as client:
+        run = await call(
+            client,
+            "plan_and_execute",
+            goal="a short report",
+            agents=["alpha", "beta", "gamma"],
+            planner="planner",
+        )
+        final, batches = await play(client, run, brain)
+    assert final["status"] == "succeeded" and final["output"] == "the report"
+    assert [sorted(b) for b in batches] == [["planner"], ["alpha", "beta"], ["gamma"]]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_host_agent_uses_its_granted_tool_after_a_human_approves(tmp_path: Path, mode: str) -> None:
+    world = World(tmp_path)
+    app = world.server([], model="host")
+    async with Client(app, mode=mode, client_info=HOST) as client:
+        run = await call(client, "delegate_task", agent="clerk", task="delete a.txt")
+        (step,) = run["host_steps"]
+        assert {t["name"] for t in step["tools"]} >= {"files__delete_file", "files__read_file"}
+        parked = await call(
+            client,
+            "submit_step",
+            run_id=run["run_id"],
+            step_id=step["step_id"],
+            output="deleting it",
+            tool_calls=[{"name": "files__delete_file", "arguments": {"name": "a.txt"}}],
+        )
+        assert parked["status"] == "awaiting_approval" and parked["host_steps"] == []
+        assert world.calls() == [] and (world.dir / "a.txt").exists()
+        action_id = parked["pending"][0]["request_id"]
+        await call(client, "approve_action", action_id=action_id, decision="approve", reason="fine")
+        after = await call(client, "get_run", run_id=run["run_id"], wait_seconds=30)
+        (step,) = after["host_steps"]  # the next host step shows the tool's result
+        assert step["messages"][-2]["tool_calls"][0]["name"] == "files__delete_file"
+        (result,) = step["messages"][-1]["tool_results"]
+        assert result["is_error"] is False
+        final = await call(
+            client, "submit_step", run_id=run["run_id"], step_id=step["step_id"], output="a.txt is gone"
+        )
+    assert final["status"] == "succeeded" and final["output"] == "a.txt is gone"
+    assert world.calls() == ["delete_file a.txt"] and not (world.dir / "a.txt").exists()
+    (approval,) = world.rows("select status, channel from approvals")
+    assert tuple(approval) == ("approved", "tool")
+    (tool,) = world.rows("select payload from events where kind = 'tool_called'")
+    assert '"tool":"files__delete_file"' in tool["payload"]
+    assert [r["provider"] for r in world.rows("select provider from steps")] == ["host"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_run_goes_on(
+    db: Path, mode: str
+) -> None:
+    async def refused(client: Client, **arguments: Any) -> str:
+        result = await client.call_tool("submit_step", arguments)
+        assert result.is_error, result.structured_content
+        return result.content[0].text  # type: ignore[union-attr]
+
+    async with Client(server(db), mode=mode, client_info=HOST) as client:
+        run = await call(client, "run_concurrent", agents=["alpha", "beta"], task="t")
+        run_id = run["run_id"]
+        first, second = run["host_steps"]
+        other = await call(client, "delegate_task", agent="solo", task="u")
+        (elsewhere,) = other["host_steps"]
+
+        unknown = await refused(client, run_id=run_id, step_id="req_nope", output="x")
+        crossed = await refused(client, run_id=run_id, step_id=elsewhere["step_id"], output="x")
+        huge = await refused(client, run_id=run_id, step_id=first["step_id"], output="x" * 100_001)
+        tool = await refused(
+            client,
+            run_id=run_id,
+            step_id=first["step_id"],
+            output="x",
+            tool_calls=[{"name": "rm", "arguments": {}}],
+        )
+        blank = await refused(client, run_id=run_id, step_id=first["step_id"], output="  ")
+        no_run = await refused(client, run_id="run_nope", step_id=first["step_id"], output="x")
+        # nothing above touched the run: both steps are still open
+        assert {s["step_id"] for s in (await call(client, "get_run", run_id=run_id))["host_steps"]} == {
+            first["step_id"],
+            second["step_id"],
+        }
+        await call(client, "submit_step", run_id=run_id, step_id=first["step_id"], output="yes")
+        duplicate = await refused(client, run_id=run_id, step_id=first["step_id"], output="no")
+        final = await call(client, "submit_step", run_id=run_id, step_id=second["step_id"], output="yes")
+
+        cancelled = await call(client, "cancel_run", run_id=other["run_id"])
+        late = await refused(client, run_id=other["run_id"], step_id=elsewhere["step_id"], output="x")
+
+    assert f"run {run_id!r} has no host step 'req_nope'" in unknown and second["step_id"] in unknown
+    assert f"belongs to run {other['run_id']!r}" in crossed
+    assert "output" in huge and "100000" in huge.replace(",", "")
+    assert "tool 'rm' is not offered" in tool and "none" in tool
+    assert "blank" in blank
+    assert "no run with id 'run_nope'" in no_run
+    assert "already answered (duplicate refused)" in duplicate
+    assert final["status"] == "succeeded" and final["output"] == "## alpha\nyes\n\n## beta\nyes"
+    assert cancelled["status"] == "cancelled"
+    assert "is cancelled" in late and "no longer awaited" in late
+    answers = rows(db, "select status, count(*) as n from pending_requests group by status order by status")
+    assert [(r["status"], r["n"]) for r in answers] == [("cancelled", 1), ("resolved", 2)]
+    assert len(rows(db, "select * from events where kind = 'input_received'")) == 2
