@@ -4,20 +4,26 @@ protocol eras, for one agent, parallel branches, a group chat, a plan, and a hos
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp_types import Implementation
 
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import team
 from tests.server.test_governance import World
+from tests.server.test_http import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -285,3 +291,85 @@ async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_ru
     answers = rows(db, "select status, count(*) as n from pending_requests group by status order by status")
     assert [(r["status"], r["n"]) for r in answers] == [("cancelled", 1), ("resolved", 2)]
     assert len(rows(db, "select * from events where kind = 'input_received'")) == 2
+
+
+HOST_CONFIG = """
+[agents.left]
+description = "d"
+instructions = "You are left."
+model = "host"
+
+[agents.right]
+description = "d"
+instructions = "You are right."
+model = "auto"
+"""
+
+
+def served_env(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "concertmaster.toml"
+    config.write_text(HOST_CONFIG)
+    env = {**os.environ, "CONCERTMASTER_DB": str(tmp_path / "audit.db"), "CONCERTMASTER_CONFIG": str(config)}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("ANTHROPIC_AUTH_TOKEN", None)
+    return env
+
+
+async def play_both_branches(client: Client) -> dict[str, Any]:
+    run = await call(client, "run_concurrent", agents=["left", "right"], task="which side?", reconcile="all")
+    assert sorted(s["agent"] for s in run["host_steps"]) == ["left", "right"]
+    final, batches = await play(client, run, lambda s: {"output": f"{s['agent']} side"})
+    assert len(batches) == 1
+    return final
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_host_steps_over_stdio(tmp_path: Path, mode: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "server", "serve"], env=served_env(tmp_path)
+    )
+    async with Client(params, mode=mode, client_info=HOST) as client:
+        final = await play_both_branches(client)
+    assert final["status"] == "succeeded" and final["output"] == "## left\nleft side\n\n## right\nright side"
+    models = rows(tmp_path / "audit.db", "select provider, model from steps")
+    assert {tuple(r) for r in models} == {("host", "test-host")}
+
+
+@pytest.fixture
+def http_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--http", "--port", str(port)],
+        env=served_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_host_steps_over_streamable_http(http_url: str, tmp_path: Path, mode: str) -> None:
+    async with Client(http_url, mode=mode, client_info=HOST) as client:
+        final = await play_both_branches(client)
+    assert final["status"] == "succeeded" and "right side" in final["output"]
+    assert {tuple(r) for r in rows(tmp_path / "audit.db", "select provider, model from steps")} == {
+        ("host", "test-host")
+    }
+
+
+def wait_for_port(port: int) -> None:
+    """Until the server listens (bounded generously: a loaded machine starts Python slowly)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
