@@ -169,6 +169,24 @@ async def test_a_group_chat_on_the_host_shares_the_transcript_and_ends_on_the_ph
     assert "I propose Nova." in seen[1][1]  # beta saw alpha's turn on the shared transcript
 
 
+async def test_a_federated_chat_hands_the_host_only_what_the_agent_may_see(db: Path) -> None:
+    seen: dict[str, str] = {}
+
+    def brain(step: dict[str, Any]) -> dict[str, Any]:
+        seen.setdefault(step["agent"], json.dumps(step["messages"]))
+        if step["agent"] == "alpha":
+            return {"output": "red secret: budget 42k\nSHARE: try Nova"}
+        return {"output": "Nova it is. TERMINATE"}
+
+    async with Client(server(db), client_info=HOST) as client:
+        run = await call(
+            client, "start_group_chat", agents=["alpha", "beta"], topic="name it", control="federated"
+        )
+        final, _ = await play(client, run, brain)
+    assert final["status"] == "succeeded", final
+    assert "try Nova" in seen["beta"] and "budget 42k" not in seen["beta"]
+
+
 @pytest.mark.parametrize("mode", ERAS)
 async def test_a_plan_on_the_host_runs_independent_subtasks_together(db: Path, mode: str) -> None:
     plan = {
