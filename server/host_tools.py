@@ -6,22 +6,29 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orchestration import host_steps
+from orchestration.errors import InvalidInputError
 from orchestration.host_steps import MAX_CALLS, MAX_OUTPUT_CHARS, HostCall
 from server.app import state, tool_errors
 from server.follow import follow_run, resume_followed
 from server.schemas import RunResult
 
 
-class ToolCallArg(BaseModel):
-    """A tool call the agent makes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=128, description="A tool name from the step's tools.")
-    arguments: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+def host_calls(tool_calls: list[dict[str, Any]] | None) -> list[HostCall]:
+    """The answer's tool calls, each `{"name": str, "arguments": object}`, or a clear refusal."""
+    calls = []
+    for i, call in enumerate(tool_calls or []):
+        name, arguments = call.get("name"), call.get("arguments", {})
+        extra = sorted(set(call) - {"name", "arguments"})
+        if not isinstance(name, str) or not name or not isinstance(arguments, dict) or extra:
+            raise InvalidInputError(
+                f'tool_calls[{i}] must be {{"name": <a tool of the step>, "arguments": {{...}}}}'
+                + (f"; unknown key(s) {', '.join(extra)}" if extra else "")
+            )
+        calls.append(HostCall(name, arguments))
+    return calls
 
 
 def client_name(ctx: Context[Any, Any]) -> str:
@@ -43,29 +50,26 @@ def register(server: MCPServer[Any]) -> None:
     @tool_errors
     async def submit_step(
         ctx: Context[Any, Any],
-        run_id: Annotated[str, Field(min_length=1, max_length=64, description="The run's id.")],
-        step_id: Annotated[str, Field(min_length=1, max_length=64, description="A step_id from host_steps.")],
-        output: Annotated[
-            str, Field(max_length=MAX_OUTPUT_CHARS, description="The agent's reply, as that agent.")
-        ] = "",
+        run_id: Annotated[str, Field(min_length=1, max_length=64)],
+        step_id: Annotated[str, Field(min_length=1, max_length=64, description="From host_steps.")],
+        output: Annotated[str, Field(max_length=MAX_OUTPUT_CHARS, description="The agent's reply.")] = "",
         tool_calls: Annotated[
-            list[ToolCallArg] | None,
+            list[dict[str, Any]] | None,
             Field(
                 max_length=MAX_CALLS,
-                description="Tools the agent calls instead of (or before) answering; the next step shows the "
-                "results.",
+                description='Tools the agent calls: [{"name", "arguments"}]; the next step shows the results.',
             ),
         ] = None,
     ) -> RunResult | InputRequiredResult:
-        """When a run result lists host_steps: do one step as its agent and answer here. Returns the run,
-        with its next host_steps (or its result) once the branches that can go on have parked."""
+        """Use when a run result lists host_steps: answer one as its agent. Returns the run with its next
+        host_steps or its result."""
         app = state(ctx)
         if (
             followed := await resume_followed(ctx)
         ) is not None:  # a 2026-07-28 retry: follow, don't re-answer
             return await follow_run(ctx, followed, app.settings.default_wait_seconds)
         rt = app.runtime
-        calls = [HostCall(c.name, c.arguments) for c in tool_calls or []]
+        calls = host_calls(tool_calls)
         await host_steps.submit_step(
             rt.pending, rt.reader, run_id.strip(), step_id.strip(), output, calls, client=client_name(ctx)
         )

@@ -283,6 +283,9 @@ async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_ru
             tool_calls=[{"name": "rm", "arguments": {}}],
         )
         blank = await refused(client, run_id=run_id, step_id=first["step_id"], output="  ")
+        malformed = await refused(
+            client, run_id=run_id, step_id=first["step_id"], output="x", tool_calls=[{"tool": "rm"}]
+        )
         no_run = await refused(client, run_id="run_nope", step_id=first["step_id"], output="x")
         # nothing above touched the run: both steps are still open
         assert {s["step_id"] for s in (await call(client, "get_run", run_id=run_id))["host_steps"]} == {
@@ -301,6 +304,7 @@ async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_ru
     assert "output" in huge and "100000" in huge.replace(",", "")
     assert "tool 'rm' is not offered" in tool and "none" in tool
     assert "blank" in blank
+    assert "tool_calls[0] must be" in malformed and "unknown key(s) tool" in malformed
     assert "no run with id 'run_nope'" in no_run
     assert "already answered (duplicate refused)" in duplicate
     assert final["status"] == "succeeded" and final["output"] == "## alpha\nyes\n\n## beta\nyes"
