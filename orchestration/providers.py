@@ -79,10 +79,10 @@ class DefaultProviders:
                 )
             return SamplingProvider(ctx.sampler)
         if model == "host":
-            return HostProvider(ctx.pending)
+            return HostProvider(ctx.pending, adopt=ctx.resumed)
         # auto
         if has_api_key():
             return self.anthropic(ctx.config.default_model)
         if ctx.sampler is not None:
             return SamplingProvider(ctx.sampler)
-        return HostProvider(ctx.pending)
+        return HostProvider(ctx.pending, adopt=ctx.resumed)

@@ -111,7 +111,7 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         self._stopping = True
         # runs waiting for a human keep waiting in the audit; the next server adopts them
-        self._parked = {r.run_id for r in self.pending.open_for(kind="approval")}
+        self._parked = {r.run_id for r in self.pending.open_for() if r.kind in ("approval", "host_step")}
         self.pending.keep_on_shutdown = True
         self.toolbox.close()
         if self._tg is not None:
@@ -152,7 +152,9 @@ class Runtime:
         for row in stale:
             if owner_alive(row["owner"]):
                 continue
-            if row["status"] == "awaiting_approval" and "recipe" in json.loads(row["options"] or "{}"):
+            if row["status"] in ("awaiting_approval", "awaiting_host") and "recipe" in json.loads(
+                row["options"] or "{}"
+            ):
                 resumable.append(row)
                 continue
             await self.audit.write(

@@ -80,8 +80,10 @@ class HostProvider:
 
     name = "host"
 
-    def __init__(self, pending: PendingRequests | None) -> None:
+    def __init__(self, pending: PendingRequests | None, *, adopt: bool = False) -> None:
         self.pending = pending
+        self.adopt = adopt
+        """The run resumed after a restart: a host step it asked before is waited on again, not asked twice."""
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         if self.pending is None:
@@ -96,5 +98,20 @@ class HostProvider:
             host_payload(request),
             step_id=request.step_id or None,
             park_as=PARK_AS,
+            adopt=self._asked_before(request) if self.adopt else None,
         )
         return host_response(answer)
+
+    def _asked_before(self, request: ModelRequest) -> dict[str, Any] | None:
+        """The open host step of this run's step asked before a restart (its step_id stays valid for the host)."""
+        if self.pending is None or not request.step_id:
+            return None
+        from orchestration.audit.read import AuditReader
+
+        with AuditReader(self.pending.audit.path) as reader:
+            rows = reader.query(
+                "select * from pending_requests where run_id = ? and step_id = ? and kind = ? and status = 'pending'"
+                " order by created_at desc limit 1",
+                (request.run_id, request.step_id, HOST_STEP),
+            )
+        return rows[0] if rows else None

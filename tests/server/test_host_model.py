@@ -315,6 +315,32 @@ async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_ru
     assert len(rows(db, "select * from events where kind = 'input_received'")) == 2
 
 
+async def test_host_steps_survive_a_server_restart_with_their_step_ids(db: Path) -> None:
+    async with Client(server(db), client_info=HOST) as client:
+        run = await call(client, "run_concurrent", agents=["alpha", "beta"], task="t", reconcile="all")
+        first, second = sorted(run["host_steps"], key=lambda s: s["agent"])
+        await call(
+            client, "submit_step", run_id=run["run_id"], step_id=first["step_id"], output="alpha's part"
+        )
+    # the server stopped: the run and its open host step wait in the audit
+    assert rows(db, "select status from runs")[0]["status"] == "awaiting_host"
+    conn = sqlite3.connect(db)
+    with conn:  # as if that server's process had died (the owner is not alive any more)
+        conn.execute("update runs set owner = ?", (f"{socket.gethostname()}:99999999",))
+    conn.close()
+    async with Client(server(db), client_info=HOST) as client:
+        again = await call(client, "get_run", run_id=run["run_id"], wait_seconds=30)
+        (step,) = again["host_steps"]
+        assert (step["step_id"], step["agent"]) == (second["step_id"], "beta")
+        final = await call(
+            client, "submit_step", run_id=run["run_id"], step_id=step["step_id"], output="beta's part"
+        )
+    assert final["status"] == "succeeded"
+    assert final["output"] == "## alpha\nalpha's part\n\n## beta\nbeta's part"
+    assert len(rows(db, "select * from events where kind = 'input_readopted'")) == 1
+    assert len(rows(db, "select * from pending_requests")) == 2  # nothing asked twice
+
+
 HOST_CONFIG = """
 [agents.left]
 description = "d"
