@@ -315,6 +315,24 @@ async def test_wrong_duplicate_late_and_oversized_answers_are_refused_and_the_ru
     assert len(rows(db, "select * from events where kind = 'input_received'")) == 2
 
 
+async def test_a_host_agent_hands_off_with_a_tool_call(db: Path) -> None:
+    def brain(step: dict[str, Any]) -> dict[str, Any]:
+        if step["agent"] == "solo":
+            assert "transfer_to_beta" in {t["name"] for t in step["tools"]}
+            return {
+                "output": "",
+                "tool_calls": [{"name": "transfer_to_beta", "arguments": {"message": "yours"}}],
+            }
+        return {"output": "beta finished it"}
+
+    async with Client(server(db), client_info=HOST) as client:
+        run = await call(client, "delegate_task", agent="solo", task="t", allow_handoffs=True)
+        final, batches = await play(client, run, brain)
+    assert final["status"] == "succeeded" and final["output"] == "beta finished it"
+    assert batches == [["solo"], ["beta"]]
+    assert rows(db, "select count(*) as n from events where kind = 'handoff'")[0]["n"] == 1
+
+
 async def test_host_steps_survive_a_server_restart_with_their_step_ids(db: Path) -> None:
     async with Client(server(db), client_info=HOST) as client:
         run = await call(client, "run_concurrent", agents=["alpha", "beta"], task="t", reconcile="all")
