@@ -32,6 +32,8 @@ MAX_CALLS = 32
 MAX_ARGUMENTS_CHARS = 100_000
 """Largest JSON of one answer's tool-call arguments, all together."""
 FINAL = ("succeeded", "failed", "stopped", "cancelled", "interrupted")
+SETTLING = frozenset({"step_finished", "step_failed", "step_cancelled", "step_stopped", "run_finished"})
+"""Events after which a run may have become settled (besides pending requests opening or closing)."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,11 @@ async def wait_settled(rt: Runtime, run_id: str, seconds: float) -> None:
     events = 0
     poke = anyio.Event()
 
-    def listener(_run_id: str, _kind: str, _payload: dict[str, Any]) -> None:
-        nonlocal events, poke
+    def listener(_run_id: str, kind: str, _payload: dict[str, Any]) -> None:
+        nonlocal events
         events += 1
-        poke.set()
+        if kind in SETTLING:
+            poke.set()
 
     async def watch_pending() -> None:
         while True:
