@@ -96,8 +96,19 @@ async def test_a_library_caller_can_play_the_host(db: Path) -> None:
         await wait_settled(rt, run_id, 30)
         (step,) = open_steps(rt.pending, run_id)
         assert step.payload["messages"] == [{"role": "user", "text": "hi"}]
-        with pytest.raises(InvalidInputError, match="not offered"):
+        with pytest.raises(InvalidInputError, match="offered: none"):
             await submit_step(rt.pending, rt.reader, run_id, step.id, "x", [HostCall("rm", {})], client="lib")
+        step.payload["tools"] = [{"name": "rm"}]  # as if the step offered a tool: the size limits still hold
+        big = HostCall("rm", {"text": "x" * 100_001})
+        with pytest.raises(InvalidInputError, match="over the limit of 100,000; pass less per call"):
+            await submit_step(rt.pending, rt.reader, run_id, step.id, "x", [big], client="lib")
+        with pytest.raises(InvalidInputError, match="33 tool calls in one answer, over the limit of 32"):
+            await submit_step(
+                rt.pending, rt.reader, run_id, step.id, "x", [HostCall("rm", {})] * 33, client="lib"
+            )
+        with pytest.raises(InvalidInputError, match="100,001 characters, over the limit of 100,000"):
+            await submit_step(rt.pending, rt.reader, run_id, step.id, "x" * 100_001, client="lib")
+        step.payload["tools"] = []
         await submit_step(rt.pending, rt.reader, run_id, step.id, "hello", client="lib")
         with anyio.fail_after(30):
             run = await rt.wait(run_id, 30)
