@@ -72,17 +72,17 @@ class DefaultProviders:
         if model.startswith("anthropic:"):
             return self.anthropic(model.removeprefix("anthropic:"))
         if model == "sampling":
-            if ctx.sampler is None:
+            if ctx.engine.sampler is None:
                 raise ModelUnavailableError(
                     f"agent {name!r} uses model 'sampling' but the client did not offer MCP sampling; "
                     + NO_MODEL_HELP
                 )
-            return SamplingProvider(ctx.sampler)
+            return SamplingProvider(ctx.engine.sampler)
         if model == "host":
-            return HostProvider(ctx.pending, adopt=ctx.resumed)
+            return HostProvider(ctx.engine.pending, journal=ctx.engine.journal)
         # auto
         if has_api_key():
             return self.anthropic(ctx.config.default_model)
-        if ctx.sampler is not None:
-            return SamplingProvider(ctx.sampler)
-        return HostProvider(ctx.pending, adopt=ctx.resumed)
+        if ctx.engine.sampler is not None:
+            return SamplingProvider(ctx.engine.sampler)
+        return HostProvider(ctx.engine.pending, journal=ctx.engine.journal)

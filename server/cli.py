@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--status")
     show = sub.add_parser("show", parents=[common], help="one run with its steps and events")
     show.add_argument("run_id")
+    resume = sub.add_parser(
+        "resume", parents=[common], help="continue an interrupted run here, in the foreground, until it ends"
+    )
+    resume.add_argument("run_id", help="the run's id (`concertmaster runs --status interrupted` lists them)")
     sub.add_parser("approvals", parents=[common], help="actions waiting for a human decision")
     for verb in ("approve", "deny"):
         decide = sub.add_parser(verb, parents=[common], help=f"{verb} a pending action (as the human)")
@@ -97,6 +101,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _runs(settings, args.limit, args.status)
     if command == "show":
         return _show(settings, args.run_id)
+    if command == "resume":
+        from server.resume_cli import resume_here
+
+        return anyio.run(resume_here, settings, args.run_id)
     if command == "approvals":
         return _approvals(settings)
     if command in ("approve", "deny"):

@@ -188,10 +188,18 @@ def _v4_run_owner(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("owner", str)
 
 
+def _v5_durable_runs(db: sqlite_utils.Database) -> None:
+    """Durable runs: the run's description (`spec`), its owner's lease, and how often it was resumed."""
+    db.table("runs").add_column("spec", str)
+    db.table("runs").add_column("lease_expires", float)
+    db.table("runs").add_column("resumes", int, not_null_default=0)
+    db.table("runs").create_index(["status"], index_name="runs_status", if_not_exists=True)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
-MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner]
+MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner, _v5_durable_runs]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

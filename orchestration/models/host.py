@@ -16,6 +16,7 @@ from orchestration.errors import ProviderError
 from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from orchestration.journal import Journal
     from orchestration.pending import PendingRequests
 
 HOST_STEP = "host_step"
@@ -80,10 +81,10 @@ class HostProvider:
 
     name = "host"
 
-    def __init__(self, pending: PendingRequests | None, *, adopt: bool = False) -> None:
+    def __init__(self, pending: PendingRequests | None, *, journal: Journal | None = None) -> None:
         self.pending = pending
-        self.adopt = adopt
-        """The run resumed after a restart: a host step it asked before is waited on again, not asked twice."""
+        self.journal = journal
+        """Set when the run resumed after a restart: a host step it asked before is waited on again."""
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         if self.pending is None:
@@ -98,13 +99,14 @@ class HostProvider:
             host_payload(request),
             step_id=request.step_id or None,
             park_as=PARK_AS,
-            adopt=self._asked_before(request) if self.adopt else None,
+            adopt=self._asked_before(request),
         )
         return host_response(answer)
 
     def _asked_before(self, request: ModelRequest) -> dict[str, Any] | None:
-        """The open host step of this run's step asked before a restart (its step_id stays valid for the host)."""
-        if self.pending is None or not request.step_id:
+        """The open host step of this run's step asked before a restart (its step_id stays valid for the host).
+        Only an open one: a step's answered turns are replayed from its recorded replies, never from here."""
+        if self.pending is None or self.journal is None or not request.step_id:
             return None
         from orchestration.audit.read import AuditReader
 
@@ -114,4 +116,7 @@ class HostProvider:
                 " order by created_at desc limit 1",
                 (request.run_id, request.step_id, HOST_STEP),
             )
-        return rows[0] if rows else None
+        if not rows or rows[0]["id"] in self.journal.adopted_requests:
+            return None
+        self.journal.adopted_requests.add(rows[0]["id"])
+        return rows[0]

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from orchestration.audit.log import AuditLog
-from orchestration.context import RunContext
+from orchestration.context import RunContext, RunEngine
 from orchestration.errors import InvalidInputError, ProviderError
 from orchestration.guard import Budget
 from orchestration.host_steps import HostCall, open_steps, submit_step, wait_settled
@@ -40,14 +40,10 @@ def provider_name(monkeypatch: pytest.MonkeyPatch, *, key: bool, sampler: bool) 
     else:
         monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
         monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    ctx = RunContext(
-        run_id="r",
-        config=TEAM,
-        audit=AuditLog(Path("unused.db")),
-        budget=Budget(Limits()),
-        providers=DefaultProviders(),
-        sampler=Sampler() if sampler else None,
+    engine = RunEngine(
+        audit=AuditLog(Path("unused.db")), providers=DefaultProviders(), sampler=Sampler() if sampler else None
     )
+    ctx = RunContext(run_id="r", config=TEAM, budget=Budget(Limits()), engine=engine)
     return ctx.provider("a").name
 
 
