@@ -48,6 +48,15 @@ async def main(quick: bool) -> None:
         config = team(max(fan))
         app = build_server(Settings(db=Path(tmp) / "audit.db", default_wait_seconds=50), config=config)
         async with Client(app) as client:
+            warm = await call(client, "delegate_task", agent="h0", task="warm-up")  # imports, first queries
+            await call(
+                client,
+                "submit_step",
+                run_id=warm["run_id"],
+                step_id=warm["host_steps"][0]["step_id"],
+                output="ok",
+            )
+            await call(client, "delegate_task", agent="s0", task="warm-up")
             t0 = time.perf_counter()
             for _ in range(runs):
                 await call(client, "delegate_task", agent="s0", task="t")
