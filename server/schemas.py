@@ -29,7 +29,9 @@ class PendingInfo(BaseModel):
     """Something the run is waiting for."""
 
     request_id: str = Field(description="Id of the pending request (for approvals: the action_id).")
-    kind: str = Field(description="What is awaited: `sampling` (the client's model), `approval` (a human).")
+    kind: str = Field(
+        description="What is awaited: `sampling` (the client's model), `approval` (a human), `host_step` (you)."
+    )
     created_at: str = Field(description="When it was asked (UTC).")
     question: str | None = Field(None, description="For approvals: what to ask the user.")
     expires_at: str | None = Field(None, description="When the request expires (UTC).")
@@ -129,9 +131,9 @@ class RunList(BaseModel):
 class AgentInfo(BaseModel):
     name: str
     description: str
-    model: str = Field(description="The configured model: anthropic:<id>, sampling, scripted or auto.")
+    model: str = Field(description="The configured model: anthropic:<id>, sampling, host, scripted or auto.")
     runs_on: str = Field(
-        description="What it would run on now for this client: anthropic, sampling, scripted "
+        description="What it would run on now for this client: anthropic, sampling, host, scripted "
         "or unavailable (with the reason)."
     )
     group: str | None = None

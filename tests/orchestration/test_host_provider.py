@@ -41,7 +41,9 @@ def provider_name(monkeypatch: pytest.MonkeyPatch, *, key: bool, sampler: bool) 
         monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
         monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     engine = RunEngine(
-        audit=AuditLog(Path("unused.db")), providers=DefaultProviders(), sampler=Sampler() if sampler else None
+        audit=AuditLog(Path("unused.db")),
+        providers=DefaultProviders(),
+        sampler=Sampler() if sampler else None,
     )
     ctx = RunContext(run_id="r", config=TEAM, budget=Budget(Limits()), engine=engine)
     return ctx.provider("a").name
