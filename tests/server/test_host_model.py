@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import Implementation
 
+from orchestration.config import TeamConfig
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import team
@@ -254,6 +255,36 @@ async def test_a_host_agent_uses_its_granted_tool_after_a_human_approves(tmp_pat
     (tool,) = world.rows("select payload from events where kind = 'tool_called'")
     assert '"tool":"files__delete_file"' in tool["payload"]
     assert [r["provider"] for r in world.rows("select provider from steps")] == ["host"]
+
+
+async def test_the_status_follows_what_a_mixed_run_still_waits_for(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    config = world.config([], model="host").model_dump()
+    config["agents"]["helper"] = {"description": "d", "instructions": "Help.", "model": "host"}
+    app = build_server(
+        Settings(db=world.db, default_wait_seconds=30), config=TeamConfig.model_validate(config)
+    )
+    async with Client(app, client_info=HOST) as client:
+        run = await call(client, "run_concurrent", agents=["clerk", "helper"], task="tidy up")
+        steps = {s["agent"]: s["step_id"] for s in run["host_steps"]}
+        delete = [{"name": "files__delete_file", "arguments": {"name": "a.txt"}}]
+        both = await call(
+            client, "submit_step", run_id=run["run_id"], step_id=steps["clerk"], output="", tool_calls=delete
+        )
+        assert both["status"] == "awaiting_host" and [p["kind"] for p in both["pending"]] == [
+            "host_step",
+            "approval",
+        ]
+        assert "submit_step" in both["next"] and "approve_action" in both["next"]
+        human = await call(
+            client, "submit_step", run_id=run["run_id"], step_id=steps["helper"], output="helped"
+        )
+        assert human["status"] == "awaiting_approval" and human["host_steps"] == []
+        await call(client, "approve_action", action_id=human["pending"][0]["request_id"], decision="approve")
+        last = await call(client, "get_run", run_id=run["run_id"], wait_seconds=30)
+        assert last["status"] == "awaiting_host"
+        final, _ = await play(client, last, lambda s: {"output": "deleted"})
+    assert final["status"] == "succeeded" and world.calls() == ["delete_file a.txt"]
 
 
 @pytest.mark.parametrize("mode", ERAS)
