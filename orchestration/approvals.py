@@ -23,6 +23,7 @@ from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import InvalidInputError, WriteConflict
 from orchestration.pending import PendingRequests
+from orchestration.telemetry import traced_approval
 
 HUMAN_CHANNELS = ("elicitation", "cli")
 Choice = Literal["approve", "deny"]
@@ -55,6 +56,7 @@ def question(payload: dict[str, Any]) -> str:
     )
 
 
+@traced_approval
 async def request_approval(
     ctx: RunContext,
     *,
@@ -68,7 +70,7 @@ async def request_approval(
     step_id: str | None,
 ) -> Verdict:
     """Park the run until a human decides on this exact action (or the request expires)."""
-    assert ctx.pending is not None, "approvals need a runtime's pending requests"
+    assert ctx.engine.pending is not None, "approvals need a runtime's pending requests"
     digest = action_digest(tool, arguments)
     payload = {
         "agent": agent,
@@ -81,14 +83,14 @@ async def request_approval(
     }
     payload["question"] = question(payload)
     try:
-        answer, channel = await ctx.pending.ask(
+        answer, channel = await ctx.engine.pending.ask(
             ctx.run_id,
             "approval",
             payload,
             step_id=step_id,
             timeout=ttl_s,
             park_as="awaiting_approval",
-            adopt=asked_before(ctx, digest) if ctx.resumed else None,
+            adopt=asked_before(ctx, digest, step_id),
         )
     except TimeoutError:
         return Verdict(False, f"nobody decided within {ttl_s:g} s; the request expired", "expiry")
@@ -103,25 +105,38 @@ async def request_approval(
     return Verdict(approved, str(decision.get("reason") or ""), channel, decision.get("decided_by"))
 
 
-def asked_before(ctx: RunContext, digest: str) -> dict[str, Any] | None:
-    """The approval of this exact action that the run asked before a restart, if still open.
+def asked_before(ctx: RunContext, digest: str, step_id: str | None) -> dict[str, Any] | None:
+    """The approval of this exact action (same step) that the run asked before a restart: still open (it is
+    waited on again) or already decided (the decision is applied, nobody is asked twice). Each recorded
+    request is adopted once, oldest first, so two identical actions in one step are two questions.
 
-    An answer given meanwhile (status `answered`) is taken from its chained `approval_decided` event
-    (`chained_response`), never from the row: a forged row answers nothing."""
-    with AuditReader(ctx.audit.path) as reader:
+    Only requests bound to the chain count, and a decision is taken from its chained `approval_decided` event
+    (`chained_response`; for a resolved request, `response` is replaced by it), never from the row: a forged
+    row answers nothing (the run asks again)."""
+    journal = ctx.engine.journal
+    if journal is None:
+        return None
+    with AuditReader(ctx.engine.audit.path) as reader:
         rows = reader.query(
-            "select * from pending_requests where run_id = ? and kind = 'approval' and status in"
-            " ('pending', 'answered') and json_extract(payload, '$.digest') = ? order by created_at desc limit 1",
-            (ctx.run_id, digest),
+            "select * from pending_requests where run_id = ? and kind = 'approval' and step_id is ?"
+            " and status in ('pending', 'answered', 'resolved') and json_extract(payload, '$.digest') = ?"
+            " order by created_at, rowid",
+            (ctx.run_id, step_id, digest),
         )
-        if not rows:
-            return None
-        row = rows[0]
-        chained, _ = chained_request(reader, row["id"])
-        if chained is None or chained.get("digest") != digest:
-            return None  # not what this run asked (or not bound to the chain): ask again
-        decision = chained_decision(reader, row["id"]) if row["status"] == "answered" else None
-    return {**row, "chained_response": decision}
+        for row in rows:
+            if row["id"] in journal.adopted_requests:
+                continue
+            journal.adopted_requests.add(row["id"])
+            chained, _ = chained_request(reader, row["id"])
+            if chained is None or chained.get("digest") != digest:
+                continue  # not what this run asked (or not bound to the chain)
+            decision = chained_decision(reader, row["id"]) if row["status"] != "pending" else None
+            if row["status"] == "resolved":
+                if decision is None:
+                    continue  # "decided" with no chained decision: forged, ask again
+                return {**row, "response": json.dumps(decision)}
+            return {**row, "chained_response": decision}
+    return None
 
 
 # -- the chain is the authority -------------------------------------------------------------------------------

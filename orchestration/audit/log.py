@@ -17,6 +17,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -174,14 +175,30 @@ class AuditLog:
         """Create or migrate the database and start the writer thread. Idempotent."""
         if self._thread is not None:
             return self
-        try:
-            self._conn = connect(self.path, busy_timeout_s=self.busy_timeout_s)
-            migrate(self._conn)
-        except sqlite3.Error as exc:
-            raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
+        self._conn = self._connect_and_migrate()
         self._thread = threading.Thread(target=self._loop, name="concertmaster-audit", daemon=True)
         self._thread.start()
         return self
+
+    def _connect_and_migrate(self) -> sqlite3.Connection:
+        """Open and migrate, retrying while another process holds the file: SQLite answers some lock conflicts
+        at open (switching a fresh file to WAL, rebuilding the WAL index) with BUSY at once, without waiting
+        on the busy timeout. Bounded by the busy timeout; anything else fails at once."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.01
+        while True:
+            conn = None
+            try:
+                conn = connect(self.path, busy_timeout_s=self.busy_timeout_s)
+                migrate(conn)
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                if not (_unwritable(exc) and time.monotonic() < deadline):
+                    raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
+            time.sleep(delay)  # another process is creating or migrating the file: give it a moment
+            delay = min(delay * 2, 0.5)
 
     def close(self) -> None:
         """Finish every queued write, then stop the thread."""

@@ -101,24 +101,31 @@ def _apply(out: Summary, run_id: str | None, step_id: str | None, kind: str, p: 
         out.runs[run_id] = RunState(principal=p.get("principal"))
     elif kind == "run_finished" and run is not None:
         run.status, run.stop_reason = p.get("status", run.status), p.get("reason")
-        run.output, run.error, run.ended_at, run.finished = (
-            p.get("output"),
-            p.get("error"),
-            p.get("ended_at"),
-            True,
-        )
-        cut = "cancelled" if run.status == "cancelled" else "interrupted"
-        _end_running_steps(out, run_id, cut)
+        run.error, run.ended_at, run.finished = p.get("error"), p.get("ended_at"), True
+        if "output" in p:  # the run itself ended: steps cut short end with it
+            run.output = p["output"]
+            _end_running_steps(out, run_id, "cancelled" if run.status == "cancelled" else "interrupted")
+        elif run.status == "cancelled":  # cancelled while no server ran it: its questions are closed too
+            _end_running_steps(out, run_id, "cancelled")
+            _cancel_requests(out, run_id)
     elif kind == "run_interrupted" and run is not None:
-        run.status, run.stop_reason, run.error, run.finished = (
-            "interrupted",
-            "server_restart",
-            p.get("reason"),
-            True,
+        run.status, run.finished, run.ended_at = str(p.get("status", "interrupted")), True, p.get("ended_at")
+        if "error" in p:  # interrupted for a resume: its questions stay open
+            run.stop_reason, run.error = p.get("reason"), p.get("error")
+        else:  # older servers: interrupted for good, its questions cancelled
+            run.stop_reason, run.error = "server_restart", p.get("reason")
+            _cancel_requests(out, run_id)
+        _end_running_steps(out, run_id, run.status)
+    elif kind == "run_resumed" and run is not None:
+        run.status, run.stop_reason, run.error, run.ended_at, run.finished = (
+            "running",
+            None,
+            None,
+            None,
+            False,
         )
-        _end_running_steps(out, run_id, "interrupted")
-        for req in out.requests.values():
-            if req.run_id == run_id and req.status in ("pending", "answered"):
+        for req in out.requests.values():  # a question to the client's model can't outlive its session
+            if req.run_id == run_id and req.kind == "sampling" and req.status == "pending":
                 req.status = "cancelled"
     elif kind == "model_called":
         if run is not None:
@@ -143,6 +150,12 @@ def _apply(out: Summary, run_id: str | None, step_id: str | None, kind: str, p: 
             req.status = "answered"
     elif kind in REQUEST_END and p.get("request_id") in out.requests:
         out.requests[p["request_id"]].status = str(p.get("status"))
+
+
+def _cancel_requests(out: Summary, run_id: str | None) -> None:
+    for req in out.requests.values():
+        if req.run_id == run_id and req.status in ("pending", "answered"):
+            req.status = "cancelled"
 
 
 def _end_running_steps(out: Summary, run_id: str | None, status: str) -> None:

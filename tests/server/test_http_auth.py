@@ -121,12 +121,14 @@ async def test_another_principal_can_neither_read_nor_decide_a_run(principals: P
             cancelled = await bob.call_tool("cancel_run", {"run_id": run_id})
             with pytest.raises(MCPError):
                 await bob.read_resource(f"concertmaster://runs/{run_id}")
+            queried = await bob.call_tool("query_audit", {"sql": "select id from runs"})
             own = (await bob.call_tool("delegate_task", {"agent": "solo", "task": "mine"})).structured_content
             after = (await bob.call_tool("list_runs", {})).structured_content["runs"]
         assert seen.is_error and "no run with id" in seen.content[0].text
         assert listed == [] and pending == [] and [r["run_id"] for r in after] == [own["run_id"]]
         assert decided.is_error and "unknown action id" in decided.content[0].text
         assert cancelled.is_error and principals.calls() == []
+        assert queried.is_error and "approver" in queried.content[0].text
         async with principals.client("carol") as carol:  # an approver sees and decides everyone's runs
             (shown,) = (await carol.call_tool("list_pending_approvals", {})).structured_content["approvals"]
             denied = await carol.call_tool(
