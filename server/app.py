@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
@@ -20,7 +22,11 @@ from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
-from server.settings import Settings
+from server.settings import Settings, version
+
+# Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
+# we use them on purpose, as the fallback path, so the warning is noise for our users.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 INSTRUCTIONS = """\
 concertmaster runs a team of specialised agents for you and records every step in an SQLite audit trail.
@@ -113,7 +119,7 @@ def build_server(
         name="concertmaster",
         title="concertmaster: a conductor for agent teams",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=version(),
         lifespan=lifespan,
         log_level="WARNING",
     )
