@@ -173,6 +173,28 @@ def _add_config(sub: Any, common: argparse.ArgumentParser) -> None:
         "check", parents=[common], help="validate the config and show where things are"
     )
     check.set_defaults(run=_config_check)
+    client = config_sub.add_parser(
+        "client",
+        parents=[common],
+        help="print the JSON block to paste into your MCP host's config (absolute command path)",
+        description=(
+            "Print the JSON block for your MCP host's config file, naming the concertmaster command by its "
+            "absolute path. --config and --db given here are passed on to the server. Where to paste it "
+            "goes to stderr, so `... > file.json` writes only the JSON."
+        ),
+    )
+    client.add_argument(
+        "--host",
+        required=True,
+        choices=["claude-desktop", "claude-code", "vscode", "cursor"],
+        help="the MCP host (client application) you use",
+    )
+    client.add_argument(
+        "--with-key",
+        action="store_true",
+        help="add an ANTHROPIC_API_KEY entry (without it agents run on what the host offers; see the README)",
+    )
+    client.set_defaults(run=_config_client)
 
 
 # --- running a command ---------------------------------------------------------------------------------
@@ -356,13 +378,25 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     return 1
 
 
-def _executable() -> str:
-    """The absolute path of this `concertmaster` command, for clients that don't search PATH."""
-    import shutil
-    from pathlib import Path
+def _config_client(args: argparse.Namespace, settings: Settings) -> int:
+    import shlex
 
-    found = shutil.which("concertmaster")
-    return str(Path(found).resolve()) if found else f"{sys.executable} -m server"
+    from server.client_config import WHERE, absolute, client_block, find_command
+
+    command = str(find_command())
+    config, db = absolute(getattr(args, "config", None)), absolute(getattr(args, "db", None))
+    if config is not None:
+        from orchestration.config import load_config
+
+        load_config(config)  # a block pointing at a broken config would fail only inside the host
+    block = client_block(args.host, command, config=config, db=db, with_key=args.with_key)
+    print(json.dumps(block, indent=2))
+    print(f"paste it into {WHERE[args.host]}", file=sys.stderr)
+    if args.host == "claude-code":
+        entry = block["mcpServers"]["concertmaster"]
+        line = shlex.join(["claude", "mcp", "add", "concertmaster", "--", command, *entry["args"]])
+        print(f"or run: {line}", file=sys.stderr)
+    return 0
 
 
 def _config_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -378,7 +412,8 @@ def _config_check(args: argparse.Namespace, settings: Settings) -> int:
         f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered)'}",
         f"default anthropic model: {config.default_model}",
         "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
-        f"command for your MCP client config: {_executable()} serve",
+        "your MCP client's config: `concertmaster config client --host "
+        "claude-desktop|claude-code|vscode|cursor` prints the block to paste",
         "agents:",
     ]
     for name, agent in config.agents.items():
