@@ -22,6 +22,7 @@ from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
+from server import notifications
 from server.settings import Settings, version
 
 # Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
@@ -113,7 +114,8 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
-            yield AppState(runtime, settings)
+            async with notifications.watch_list_changes(server, runtime.reader):
+                yield AppState(runtime, settings)
 
     server = ConcertmasterServer(
         name="concertmaster",
@@ -123,10 +125,12 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
     )
-    from server import approval_tools, pattern_tools, resources, tools
+    from server import approval_tools, pattern_tools, prompts, resources, tools
 
     tools.register(server, team)
     pattern_tools.register(server)
     approval_tools.register(server)
     resources.register(server)
+    prompts.register(server, team)
+    notifications.register(server)
     return server
