@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
 from orchestration.audit.log import AuditLog
@@ -24,6 +25,7 @@ from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server import notifications
 from server.settings import Settings, version
+from server.tool_schema import compact
 
 # Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
 # we use them on purpose, as the fallback path, so the warning is noise for our users.
@@ -79,7 +81,14 @@ def state(ctx: Context[Any, Any]) -> AppState:
 
 
 class ConcertmasterServer(MCPServer[AppState]):
-    """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
+    """MCPServer that refuses unknown arguments, names each invalid field with its fix, and lists compact
+    input schemas (`server.tool_schema`)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        for tool in tools:
+            tool.input_schema = compact(tool.input_schema)
+        return tools
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
