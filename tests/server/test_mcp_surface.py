@@ -68,6 +68,22 @@ async def test_set_level_is_honoured_for_our_log_messages(db: Path) -> None:
     assert any("writer finished" in str(p.data) for p in heard)
 
 
+@pytest.mark.parametrize("level", ["warning", "info"])
+async def test_a_2026_client_chooses_the_log_level_per_request(db: Path, level: str) -> None:
+    heard: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        heard.append(params)
+
+    async with Client(server(db), logging_callback=on_log, log_level=level) as client:
+        run = await client.call_tool("delegate_task", {"agent": "writer", "task": "one"})
+    assert run.structured_content["status"] == "succeeded"
+    if level == "warning":
+        assert heard == []
+    else:
+        assert any("writer finished" in str(p.data) for p in heard)
+
+
 @pytest.mark.parametrize("mode", ERAS)
 async def test_progress_strictly_increases_with_a_total_and_says_where_the_run_is(
     db: Path, mode: str
