@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -133,12 +134,15 @@ def test_demo_without_db_leaves_your_audit_alone(tmp_path: Path, monkeypatch, ca
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("CONCERTMASTER_DB", str(tmp_path / "mine.db"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the system's temp folder, for this test
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert not (tmp_path / "mine.db").exists() and not (tmp_path / "data").exists()
     line = next(line for line in out.splitlines() if line.startswith("audit database"))
     used = Path(line.split(": ", 1)[1])
-    assert used.exists() and "concertmaster-demo-" in str(used)
+    assert used.exists() and used.parent.parent == tmp_path / "tmp"
+    assert used.parent.name.startswith("concertmaster-demo-")
 
 
 def test_the_tour_shows_each_part_and_the_sql_finds_it(tmp_path: Path, capsys, monkeypatch) -> None:
