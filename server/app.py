@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,7 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
 from orchestration.audit.log import AuditLog
@@ -20,7 +23,13 @@ from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
-from server.settings import Settings
+from server import notifications
+from server.settings import Settings, version
+from server.tool_schema import compact
+
+# Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
+# we use them on purpose, as the fallback path, so the warning is noise for our users.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 INSTRUCTIONS = """\
 concertmaster runs a team of specialised agents for you and records every step in an SQLite audit trail.
@@ -76,7 +85,14 @@ def state(ctx: Context[Any, Any]) -> AppState:
 
 
 class ConcertmasterServer(MCPServer[AppState]):
-    """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
+    """MCPServer that refuses unknown arguments, names each invalid field with its fix, and lists compact
+    input schemas (`server.tool_schema`)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        for tool in tools:
+            tool.input_schema = compact(tool.input_schema)
+        return tools
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -111,24 +127,25 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
-            yield AppState(runtime, settings)
+            async with notifications.watch_list_changes(server, runtime.reader):
+                yield AppState(runtime, settings)
 
     server = ConcertmasterServer(
         name="concertmaster",
         title="concertmaster: a conductor for agent teams",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=version(),
         lifespan=lifespan,
         log_level="WARNING",
     )
-    from server import approval_tools, host_tools, pattern_tools, resources, tools
+    from server import approval_tools, audit_tools, host_tools, pattern_tools, prompts, resources, tools
 
     tools.register(server, team)
     pattern_tools.register(server)
     approval_tools.register(server)
     resources.register(server)
     host_tools.register(server)
-    from server import audit_tools
-
     audit_tools.register(server)
+    prompts.register(server, team)
+    notifications.register(server)
     return server
