@@ -49,13 +49,14 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except ConcertmasterError as exc:
-            raise ToolError(_redactor(args).text(exc.message)) from None
+            raise ToolError(_redactor((*args, *kwargs.values())).text(exc.message)) from None
 
     return wrapper
 
 
 def _redactor(args: tuple[Any, ...]) -> Redactor:
-    """The audit's redactor (with the policy's extra rules) when the call's context is at hand."""
+    """The audit's redactor (with the policy's extra rules) when the call's context is at hand (tools take
+    it as a keyword argument, so callers pass positional and keyword values alike)."""
     for arg in args:
         if isinstance(arg, Context):
             value = arg.request_context.lifespan_context

@@ -170,6 +170,8 @@ def _decide(settings: Settings, action_id: str, verb: str, reason: str) -> int:
     from orchestration.approvals import decide_from_cli
 
     choice: Literal["approve", "deny"] = "approve" if verb == "approve" else "deny"
+    # the reason is free text for the chained audit: redact it with the policies' rules, as the server would
+    reason = PolicyBook(load_config(settings.config)).redactor().text(reason)
     decide_from_cli(settings.db, action_id, choice, reason)
     print(f"{verb}d {action_id}; a running server picks the decision up within a second")
     return 0
