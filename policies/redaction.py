@@ -19,7 +19,7 @@ REDACTED = "[redacted]"
 # Shapes of secrets that are never legitimate content of an audit row.
 DEFAULT_PATTERNS: tuple[str, ...] = (
     # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED…), whole; a key cut short is redacted to its end
-    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\:,.\-]*)",
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\r\n\\:,.\-]*)",
     r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic API keys
     r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}",  # OpenAI project / service keys
     r"sk-[A-Za-z0-9]{20,}",  # OpenAI-style keys

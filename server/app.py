@@ -75,8 +75,19 @@ def state(ctx: Context[Any, Any]) -> AppState:
 class ConcertmasterServer(MCPServer[AppState]):
     """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
 
+    redactor: Redactor | None = None
+    """The policies' redactor: argument errors echo what was given, which may hold a secret."""
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise ToolError((self.redactor or Redactor()).text(str(exc))) from exc.__cause__
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
@@ -118,6 +129,7 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
     )
+    server.redactor = redactor
     from server import approval_tools, pattern_tools, resources, tools
 
     tools.register(server, team)
