@@ -85,13 +85,25 @@ class McpServerConfig(BaseModel):
 
     command: str | None = Field(None, description="Executable to start (stdio transport).")
     args: list[str] = Field(default_factory=list, description="Arguments of `command`.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables for `command`."
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables set for `command`.")
+    inherit_env: list[str] = Field(
+        default_factory=list,
+        description="Names of concertmaster's own environment variables passed on to `command`. Nothing else "
+        "is inherited except the MCP SDK's safe list (PATH, HOME, USER, LOGNAME, SHELL, TERM; on Windows its "
+        "equivalents): secrets such as ANTHROPIC_API_KEY never reach a tool server unless named here.",
     )
     cwd: str | None = Field(None, description="Working directory of `command`.")
     url: str | None = Field(None, description="Streamable HTTP endpoint, instead of `command`.")
     timeout_s: float = Field(30.0, gt=0, le=3600, description="Seconds one tool call may take.")
     startup_timeout_s: float = Field(20.0, gt=0, le=600, description="Seconds the server may take to start.")
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not name or "=" in name or "\0" in name]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(map(repr, bad))}")
+        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
