@@ -222,12 +222,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {source} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {source} nests tables or arrays too deeply to read") from None
     except OSError as exc:
         raise ConfigError(f"config file {source} cannot be read: {exc.strerror}") from None
     try:
         config = TeamConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"config file {source}: {describe_validation_error(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {source} nests values too deeply to validate") from None
     return config.model_copy(update={"source": str(file) if file else "built-in default team"})
 
 

@@ -87,6 +87,18 @@ def server_environment(config: McpServerConfig) -> dict[str, str]:
     return {**inherited, **config.env}
 
 
+def describe_failure(exc: BaseException) -> str:
+    """One line naming the real cause: task groups wrap it in (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        # the first that is not a cancellation caused by it
+        exc = next(
+            (e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())),
+            exc.exceptions[0],
+        )
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
 @dataclass
 class DownstreamServer:
     """One configured MCP server and its connection."""
@@ -134,7 +146,7 @@ class DownstreamServer:
                 ready.set()
                 await stop.wait()
         except Exception as exc:  # a server that fails to start or dies must not take the runtime down
-            self._error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._error = describe_failure(exc)
         finally:
             self.client = None
             ready.set()

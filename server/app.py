@@ -18,6 +18,7 @@ from orchestration.config import TeamConfig, describe_validation_error, load_con
 from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
+from orchestration.models.pricing import load_prices
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server.settings import Settings
@@ -114,7 +115,10 @@ def build_server(
     """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
     team = config or load_config(settings.config)
 
-    redactor = PolicyBook(team).redactor()  # also proves the policies load before the server starts
+    # every policy file (team, groups, agents) and the price table are loaded now: a broken one fails the
+    # start with its message, not a run later
+    redactor = PolicyBook(team).redactor()
+    load_prices()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 
+from orchestration.audit.log import AuditLog
 from orchestration.audit.read import AuditReader, verify_chain
 from orchestration.config import DEFAULT_TEAM_FILE, load_config
-from orchestration.errors import ConcertmasterError
+from orchestration.errors import AuditError, ConcertmasterError
 from orchestration.governance import PolicyBook
+from orchestration.models.pricing import load_prices
 from orchestration.providers import has_api_key
 from policies.load import describe as describe_policy
 from server.settings import Settings, db_path
@@ -73,11 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(db=db_path(getattr(args, "db", None)), config=getattr(args, "config", None))
     try:
         return _dispatch(args, settings)
-    except ConcertmasterError as exc:
-        print(f"concertmaster: error: {exc.message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        message = _one_line(exc, settings)
+        if message is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"concertmaster: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException, settings: Settings) -> str | None:
+    """The message of an error a user can fix (config, database, file), unwrapped from task groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # the server's task groups wrap a failure at start
+    if isinstance(exc, ConcertmasterError):
+        return exc.message
+    if isinstance(exc, sqlite3.Error):
+        return (
+            f"the audit database {settings.db} cannot be used ({' '.join(str(exc).split())}); "
+            "point --db / CONCERTMASTER_DB at an SQLite file concertmaster can read and write"
+        )
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return None
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,6 +137,8 @@ def _serve(settings: Settings, *, http: bool, host: str, port: int) -> int:
     # stdout is the protocol channel on stdio: logs go to stderr only
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = build_server(settings)
+    with AuditLog(settings.db):  # an unusable database fails here, in one line, not inside the server
+        pass
     if http:
         print(f"concertmaster: serving streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
         server.run("streamable-http", host=host, port=port)
@@ -178,7 +203,18 @@ def _decide(settings: Settings, action_id: str, verb: str, reason: str) -> int:
 
 
 def _verify(settings: Settings) -> int:
-    report = verify_chain(settings.db)
+    try:
+        report = verify_chain(settings.db)
+    except (sqlite3.Error, AuditError) as exc:
+        if isinstance(exc, AuditError) and not settings.db.exists():
+            raise
+        # a truncated or damaged file: that is the verdict, not a crash
+        print(f"audit chain BROKEN in {settings.db}:", file=sys.stderr)
+        print(
+            f"  - the database cannot be read ({' '.join(str(exc).split())}): truncated or damaged",
+            file=sys.stderr,
+        )
+        return 1
     if report.ok:
         print(f"audit chain OK: {report.events} events, head {report.head_seq} {report.head_hash}")
         print("(keep the head hash somewhere else to detect a rewrite of the whole file later)")
@@ -209,6 +245,10 @@ def _config_check(settings: Settings) -> int:
     for name, agent in config.agents.items():
         lines.append(f"  {name:<14} model={agent.model:<28} {agent.description[:60]}")
     book = PolicyBook(config)
+    book.load_all()  # every agent's and group's policy file, now
+    prices = load_prices()
+    override = os.environ.get("CONCERTMASTER_PRICES")
+    lines.append(f"price table: {len(prices.prices)} models" + (f" (with {override})" if override else ""))
     lines.append("effective limits: " + ", ".join(f"{k}={v}" for k, v in book.limits().model_dump().items()))
     for name, agent in config.agents.items():
         grants = ", ".join(agent.tools) or "none"

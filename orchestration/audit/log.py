@@ -148,7 +148,7 @@ class AuditLog:
         try:
             self._conn = connect(self.path)
             migrate(self._conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # not a database, a directory, no permission, no room
             raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
         self._thread = threading.Thread(target=self._loop, name="concertmaster-audit", daemon=True)
         self._thread.start()
