@@ -45,5 +45,5 @@ async def test_a_server_that_cannot_start_names_its_real_cause(config: dict[str,
 
 
 async def test_nested_groups_are_unwrapped_to_the_first_real_error() -> None:
-    inner = ExceptionGroup("inner", [anyio.get_cancelled_exc_class()(), OSError("no route\nto host")])
-    assert describe_failure(ExceptionGroup("outer", [inner])) == "OSError: no route to host"
+    inner = BaseExceptionGroup("inner", [anyio.get_cancelled_exc_class()(), OSError("no route\nto host")])
+    assert describe_failure(BaseExceptionGroup("outer", [inner])) == "OSError: no route to host"
