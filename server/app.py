@@ -19,6 +19,7 @@ from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
 from orchestration.models.pricing import load_prices
+from orchestration.providers import preload
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server.settings import Settings
@@ -122,6 +123,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        await preload(team)  # the Anthropic SDK is imported off the event loop, before any run needs it
         async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
             yield AppState(runtime, settings)
 
