@@ -224,7 +224,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"config file {source} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            f"config file {source} cannot be read: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
     except RecursionError:
         raise ConfigError(f"config file {source} nests tables or arrays too deeply to read") from None

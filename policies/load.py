@@ -35,7 +35,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
         ) from None
     except UnicodeDecodeError as exc:
         raise PolicyError(
-            f"policy file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            f"policy file {path} cannot be read: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
     except OSError as exc:
         raise PolicyError(f"policy file {path} cannot be read: {exc}") from None
