@@ -40,9 +40,10 @@ _BACKTRACKING = (
 )
 
 
-def _options() -> re2.Options:
+def _options(*, capture: bool = True) -> re2.Options:
     options = re2.Options()
     options.log_errors = False  # RE2 would print every refused pattern on stderr
+    options.never_capture = not capture
     return options
 
 
@@ -92,26 +93,45 @@ def checked(pattern: str) -> str:
     return pattern
 
 
+_NO_MATCH = (-1, -1)
+_UNANCHORED, _ANCHOR_BOTH = re2._Anchor.UNANCHORED, re2._Anchor.ANCHOR_BOTH
+
+
 class LinearPattern:
     """A compiled pattern that matches in time linear in the text."""
 
-    __slots__ = ("_re2", "pattern")
+    __slots__ = ("_capturing", "_match", "_translated", "pattern")
 
-    def __init__(self, pattern: str, compiled: re2._Regexp) -> None:
+    def __init__(self, pattern: str, translated: str) -> None:
         self.pattern = pattern
-        self._re2 = compiled
+        self._translated = translated
+        # Searching needs no groups: without them RE2 answers from its DFA alone. The C++ `Match` is called
+        # directly: the wrapper's per-call generator and match object cost more than the search itself.
+        self._match = re2.compile(translated, _options(capture=False))._regexp.Match
+        self._capturing: Any = None  # compiled with groups on first `findall`
+
+    def _find(
+        self, data: bytes, pos: int, end: int, anchor: Any = re2._Anchor.UNANCHORED
+    ) -> tuple[int, int] | None:
+        """The byte span of the first match in `data[pos:end]`, or None."""
+        span = self._match(anchor, data, pos, end)[0]
+        return None if span == _NO_MATCH else span
 
     def search(self, text: str) -> bool:
         """True when `text` contains a match."""
-        return self._re2.search(_utf8(text)) is not None
+        data = text.encode("utf-8", "surrogatepass")  # inlined: this runs for every argument of every call
+        return bool(self._match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
 
     def fullmatch(self, text: str) -> bool:
         """True when the whole of `text` matches."""
-        return self._re2.fullmatch(_utf8(text)) is not None
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(self._match(_ANCHOR_BOTH, data, 0, len(data))[0] != _NO_MATCH)
 
     def findall(self, text: str) -> list[Any]:
         """Like `re.findall`: every match, as the group's text (one group) or a tuple of them (several)."""
-        found = self._re2.findall(_utf8(text))
+        if self._capturing is None:
+            self._capturing = re2.compile(self._translated, _options())
+        found = self._capturing.findall(_utf8(text))
         return [tuple(_text(g) for g in item) if isinstance(item, tuple) else _text(item) for item in found]
 
     def sub(self, replacement: str, text: str) -> str:
@@ -130,14 +150,14 @@ class LinearPattern:
         marker = replacement.encode()
         while pos < size:
             end = _boundary(data, min(pos + window, size))
-            found = self._re2.search(data, pos, end)
+            found = self._find(data, pos, end)
             if found is None:
                 if end >= size:
                     break
                 # nothing here: move on, keeping an overlap so a match across the edge is still seen whole
                 pos = _boundary(data, max(pos + 1, end - MAX_SECRET_BYTES))
                 continue
-            start, stop = found.span()
+            start, stop = found
             if end < size and start > end - MAX_SECRET_BYTES and start > pos:
                 pos = _boundary(data, start)  # it may run past the window: look again from where it starts
                 continue
@@ -184,7 +204,7 @@ def compile_pattern(pattern: str) -> LinearPattern:
 
 
 def _compiled(pattern: str) -> LinearPattern:
-    return LinearPattern(pattern, re2.compile(_translate(pattern), _options()))
+    return LinearPattern(pattern, _translate(pattern))
 
 
 def any_of(patterns: Iterable[str]) -> LinearPattern | None:
