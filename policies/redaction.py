@@ -53,8 +53,8 @@ DEFAULT_SECRET_ENV: tuple[str, ...] = (
 
 # Names (columns, payload keys) whose values the server owns: never rewritten.
 OWNED_NAMES = frozenset(
-    {"id", "key", "seq", "kind", "status", "digest", "hash", "prev_hash", "pin", "channel", "owner"}
-    | {"pattern", "control", "stop_reason", "agent", "model", "provider", "decided_by"}
+    {"id", "key", "seq", "kind", "status", "digest", "hash", "prev_hash", "pin", "channel", "owner", "rule"}
+    | {"pattern", "control", "stop_reason", "agent", "model", "provider", "decided_by", "decision"}
 )
 OWNED_SUFFIXES = ("_id", "_at", "_hash", "_owner", "_by")
 # Payload keys whose values hold names chosen by a model or a downstream server: no exemption inside.
