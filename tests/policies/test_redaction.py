@@ -134,3 +134,12 @@ def test_redacting_a_json_value_keeps_its_shape_and_keys(value: object) -> None:
         return type(v).__name__
 
     assert shape(out) == shape(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["\ud800", "\udfff", "é", "a", "b", " ", "sk-ant-", "k" * 8]), max_size=30))
+def test_text_with_lone_surrogates_is_redacted_without_failing(parts: list[str]) -> None:
+    # JSON can carry lone surrogates ("\ud800"); redaction must neither fail nor lose the text around a match
+    text = "".join(parts)
+    out = Redactor(patterns=[".{3}b", "sk-ant-k{8,}"], environ={}).text(text)
+    assert isinstance(out, str) and "sk-ant-kkkkkkkk" not in out
