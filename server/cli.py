@@ -256,6 +256,7 @@ def _config_check(settings: Settings) -> int:
         lines.append("  " + describe_policy(book.for_agent(name)).replace("\n", "\n  "))
     for server_name, server in config.mcp_servers.items():
         target = server.url or " ".join([server.command or "", *server.args])
-        lines.append(f"mcp server {server_name}: {target} (started on first use)")
+        inherits = f"; inherits {', '.join(server.inherit_env)}" if server.inherit_env else ""
+        lines.append(f"mcp server {server_name}: {target} (started on first use{inherits})")
     print("\n".join(str(line) for line in lines))
     return 0
