@@ -54,7 +54,7 @@ async def follow_run(
         async for kind, payload in receive:
             if kind == "step_finished":
                 done += 1
-            message = _progress_message(kind, payload)
+            message = rt.audit.redactor.text(_progress_message(kind, payload))  # errors may quote secrets
             await ctx.report_progress(done, None, message)
             await ctx.info(f"[{run_id}] {message}")
 
