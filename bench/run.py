@@ -40,6 +40,7 @@ from orchestration.patterns.group_chat import GroupChatOptions, group_chat
 from orchestration.patterns.plan import PlanOptions, plan_and_execute
 from orchestration.patterns.sequential import sequential
 from orchestration.runtime import Runtime
+from orchestration.spec import RunSpec
 from policies.engine import Action, evaluate
 from policies.limits import Limits
 from policies.load import load_policy
@@ -338,6 +339,52 @@ async def approval_path(n: int) -> None:
     row("approval round trip (auto-approver)", per * 1000, 0, "ms/approval", "4 audited writes each")
 
 
+# -- issue 7 -------------------------------------------------------------------------------------------------
+async def resume_time(n: int) -> None:
+    """A fan-out of `n` agents stopped with all but one step recorded, resumed by a new runtime: the time to
+    replay them, vs the time the same steps took the first time."""
+    print(f"resume a run with {n} recorded steps")
+    names = [f"a{i}" for i in range(n + 1)]
+    config = team(names)
+    db = fresh_db()
+    recorded = anyio.Event()
+    finished = 0
+
+    async def respond(request: ModelRequest) -> str:
+        if request.agent == names[-1]:
+            await anyio.sleep_forever()  # the last agent's step is cut short by the stop
+        return f"{request.agent} answered"
+
+    def count(run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += kind == "step_finished"
+        if finished == n:
+            recorded.set()
+
+    model = ScriptedModel(respond=respond)
+    spec = RunSpec(pattern="concurrent", members=tuple(names), task="t")
+    async with Runtime(config, AuditLog(db), providers=lambda *_: model) as rt:
+        started = time.perf_counter()
+        run_id = await rt.start(spec)
+        rt.subscribe(run_id, count)
+        await recorded.wait()
+        first = time.perf_counter() - started
+    replayed = ScriptedModel()
+    started = time.perf_counter()
+    async with Runtime(config, AuditLog(db), providers=lambda *_: replayed) as rt:
+        result = await rt.wait(run_id, 600)
+        resumed = time.perf_counter() - started
+    assert result["status"] == "succeeded", result
+    assert len(replayed.requests) == 1, len(replayed.requests)  # only the unfinished step
+    row(
+        f"resume after {n} recorded steps (start to finish)",
+        resumed * 1000,
+        first * 1000,
+        "ms",
+        f"vs running them the first time; {resumed / n * 1e6:.0f} µs per replayed step",
+    )
+
+
 def policy_check(n: int) -> None:
     policy = load_policy("default")
     actions = [
@@ -365,6 +412,7 @@ async def main(quick: bool) -> None:
     await chat(4, 5, 0.010)
     await plan20(0.010)
     await approval_path(50 if quick else 200)
+    await resume_time(200 if quick else 1000)
     policy_check(20_000 if quick else 100_000)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row("peak RSS of the bench process", peak, 0, "MiB")

@@ -7,6 +7,7 @@ downstream tool called. A denied or unapproved tool is never called; the agent i
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,16 +35,19 @@ class GateSettings:
 async def tools_for(ctx: RunContext, agent: str, gate: GateSettings) -> list[AgentTool]:
     """The agent's granted downstream tools, gated. Empty when it has none (no server is started)."""
     grants = ctx.agent(agent).tools
-    if not grants or ctx.toolbox is None:
+    if not grants or ctx.engine.toolbox is None:
         return []
-    remote = await ctx.toolbox.granted_tools(grants)
+    remote = await ctx.engine.toolbox.granted_tools(grants)
     return [_gated(ctx, tool, gate) for tool in remote]
 
 
 def _gated(ctx: RunContext, tool: RemoteTool, gate: GateSettings) -> AgentTool:
+    hints = tool.annotations
+    retry_safe = bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))
+
     async def call(arguments: dict[str, Any], call_ctx: ToolCallContext) -> ToolOutcome:
-        assert ctx.toolbox is not None
-        changed = await ctx.toolbox.check_pin(tool)
+        assert ctx.engine.toolbox is not None
+        changed = await ctx.engine.toolbox.check_pin(tool)
         if changed is not None:
             await ctx.record(
                 "tool_definition_changed",
@@ -95,9 +99,24 @@ def _gated(ctx: RunContext, tool: RemoteTool, gate: GateSettings) -> AgentTool:
                     True,
                     data={"decision": "denied", "channel": verdict.channel},
                 )
+        if call_ctx.in_flight and not retry_safe:
+            skipped = await _in_flight(ctx, tool, arguments, call_ctx)
+            if skipped is not None:
+                return skipped
+        # recorded before the call: if the server dies during it, the resumed run knows it may have happened
+        await ctx.record(
+            "tool_call_started",
+            {
+                "agent": call_ctx.agent,
+                "tool": tool.qualified,
+                "call_id": call_ctx.call_id,
+                "retry_safe": retry_safe,
+            },
+            step_id=call_ctx.step_id,
+        )
         t0 = time.perf_counter()
         try:
-            text, is_error = await ctx.toolbox.call(tool, arguments)
+            text, is_error = await ctx.engine.toolbox.call(tool, arguments)
         except ToolServerError as exc:
             return ToolOutcome(exc.message, True, data={"server_error": True})
         return ToolOutcome(
@@ -106,3 +125,39 @@ def _gated(ctx: RunContext, tool: RemoteTool, gate: GateSettings) -> AgentTool:
 
     spec = ToolSpec(tool.model_name, tool.description or tool.qualified, tool.input_schema)
     return AgentTool(spec, call)
+
+
+IN_FLIGHT_SKIPPED = (
+    "this tool call was interrupted by a server restart and may or may not have happened; it was not repeated"
+)
+
+
+async def _in_flight(
+    ctx: RunContext, tool: RemoteTool, arguments: dict[str, Any], call_ctx: ToolCallContext
+) -> ToolOutcome | None:
+    """A call with side effects that the server died during: a human decides whether to call it again (None)
+    or skip it (the outcome the model is told). Never repeated silently."""
+    if not ctx.can_ask_human:
+        return ToolOutcome(
+            IN_FLIGHT_SKIPPED + " (nobody could be asked)", True, data={"in_flight": "skipped"}
+        )
+    shown = json.dumps(arguments, default=str, ensure_ascii=False)
+    verdict = await request_approval(
+        ctx,
+        agent=call_ctx.agent,
+        tool=tool.qualified,
+        arguments=arguments,
+        reason=f"the server stopped during {tool.qualified} {shown[:400]}; it may or may not have happened: "
+        "approve to retry it, deny to skip it",
+        rule="in_flight",
+        human_only=True,
+        ttl_s=ctx.budget.limits.run_timeout_s,
+        step_id=call_ctx.step_id,
+    )
+    if verdict.approved:
+        return None
+    return ToolOutcome(
+        IN_FLIGHT_SKIPPED + f" (skipped: {verdict.reason or 'a human chose not to retry it'})",
+        True,
+        data={"in_flight": "skipped", "channel": verdict.channel},
+    )

@@ -23,6 +23,7 @@ from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import InvalidInputError
 from orchestration.pending import PendingRequests
+from orchestration.telemetry import traced_approval
 
 HUMAN_CHANNELS = ("elicitation", "cli")
 Choice = Literal["approve", "deny"]
@@ -55,6 +56,7 @@ def question(payload: dict[str, Any]) -> str:
     )
 
 
+@traced_approval
 async def request_approval(
     ctx: RunContext,
     *,
@@ -68,7 +70,7 @@ async def request_approval(
     step_id: str | None,
 ) -> Verdict:
     """Park the run until a human decides on this exact action (or the request expires)."""
-    assert ctx.pending is not None, "approvals need a runtime's pending requests"
+    assert ctx.engine.pending is not None, "approvals need a runtime's pending requests"
     digest = action_digest(tool, arguments)
     payload = {
         "agent": agent,
@@ -81,14 +83,14 @@ async def request_approval(
     }
     payload["question"] = question(payload)
     try:
-        answer, channel = await ctx.pending.ask(
+        answer, channel = await ctx.engine.pending.ask(
             ctx.run_id,
             "approval",
             payload,
             step_id=step_id,
             timeout=ttl_s,
             park_as="awaiting_approval",
-            adopt=asked_before(ctx, digest) if ctx.resumed else None,
+            adopt=asked_before(ctx, digest, step_id),
         )
     except TimeoutError:
         return Verdict(False, f"nobody decided within {ttl_s:g} s; the request expired", "expiry")
@@ -103,15 +105,25 @@ async def request_approval(
     return Verdict(approved, str(decision.get("reason") or ""), channel, decision.get("decided_by"))
 
 
-def asked_before(ctx: RunContext, digest: str) -> dict[str, Any] | None:
-    """The approval of this exact action that the run asked before a restart, if still open."""
-    with AuditReader(ctx.audit.path) as reader:
+def asked_before(ctx: RunContext, digest: str, step_id: str | None) -> dict[str, Any] | None:
+    """The approval of this exact action (same step) that the run asked before a restart: still open (it is
+    waited on again) or already decided (the decision is applied, nobody is asked twice). Each recorded
+    request is adopted once, oldest first, so two identical actions in one step are two questions."""
+    journal = ctx.engine.journal
+    if journal is None:
+        return None
+    with AuditReader(ctx.engine.audit.path) as reader:
         rows = reader.query(
-            "select * from pending_requests where run_id = ? and kind = 'approval' and status in"
-            " ('pending', 'answered') and json_extract(payload, '$.digest') = ? order by created_at desc limit 1",
-            (ctx.run_id, digest),
+            "select * from pending_requests where run_id = ? and kind = 'approval' and step_id is ?"
+            " and status in ('pending', 'answered', 'resolved') and json_extract(payload, '$.digest') = ?"
+            " order by created_at, rowid",
+            (ctx.run_id, step_id, digest),
         )
-    return rows[0] if rows else None
+    for row in rows:
+        if row["id"] not in journal.adopted_requests:
+            journal.adopted_requests.add(row["id"])
+            return row
+    return None
 
 
 class Approvals:

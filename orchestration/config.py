@@ -9,7 +9,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -137,6 +137,32 @@ class TeamSpec(BaseModel):
         return value
 
 
+class RunsConfig(BaseModel):
+    """`[runs]`: what happens to runs when the server that ran them stops or dies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resume: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: a live server continues a run whose server stopped or died; manual: such a run is "
+        "marked interrupted until you resume it (resume_run tool or `concertmaster resume RUN_ID`).",
+    )
+    max_auto_resumes: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Automatic resumes of one run before it is left interrupted for a manual resume (a run "
+        "that crashed the server this often is not started again by itself).",
+    )
+    lease_s: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="Seconds a server's claim on a run lasts without renewal; after that another server may "
+        "take the run over. Renewed every third of it.",
+    )
+
+
 class TeamConfig(BaseModel):
     """The whole config file."""
 
@@ -156,6 +182,7 @@ class TeamConfig(BaseModel):
         default_factory=dict, description="Policy overriding the team's for the agents of a group."
     )
     limits: Limits = Field(default_factory=Limits, description="Default guardrail limits of every run.")
+    runs: RunsConfig = Field(default_factory=RunsConfig, description="Resuming runs after a restart.")
     default_model: str = Field(
         "claude-sonnet-4-5", description="Anthropic model used by `auto` agents when an API key is set."
     )

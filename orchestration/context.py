@@ -15,6 +15,7 @@ from orchestration.models.base import Message, ModelProvider
 
 if TYPE_CHECKING:
     from orchestration.agent_tools import GateSettings
+    from orchestration.journal import Journal
     from orchestration.models.sampling import Sampler
     from orchestration.pending import PendingRequests
     from orchestration.step import AgentTool, StepResult
@@ -45,32 +46,54 @@ class Outcome:
     """Structured extras of the pattern (votes, ledgers, plan...)."""
 
 
-@dataclass
-class Replay:
-    """What an unfinished step had already done before a restart."""
-
-    step_id: str
-    replies: list[Any] = field(default_factory=list)
-    """Recorded `ModelResponse`s, oldest first."""
-    tool_results: dict[str, tuple[str, bool]] = field(default_factory=dict)
-    """Recorded tool results by call id: `(content, is_error)`."""
-
-
 RunBody = Callable[["RunContext"], Awaitable[Outcome]]
 """A pattern bound to its arguments: runs in a context, returns how it ended."""
 
 
 @dataclass
-class RunContext:
-    """One run (or a nested team inside it), as a pattern sees it."""
+class RunEngine:
+    """The machinery behind a run, owned by the engine that runs it. Patterns never touch it: they reach the
+    world only through `RunContext` (steps, events, questions to a human), so an engine can record and replay
+    every effect."""
 
-    run_id: str
-    config: TeamConfig
     audit: AuditLog
-    budget: Budget
     providers: ProviderFactory
     sampler: Sampler | None = None
     """The client's model through MCP sampling, when the client that started the run offers it."""
+    listeners: list[Listener] = field(default_factory=list)
+    journal: Journal | None = None
+    """What the run did before a restart (set when it resumes): recorded effects are replayed, not redone."""
+    pending: PendingRequests | None = None
+    """Where the run asks the outside world (a human, the client) and waits for the answer."""
+    toolbox: Toolbox | None = None
+    """Downstream MCP servers whose tools agents may be granted."""
+    gate: Callable[[str], GateSettings] | None = None
+    """The policy gate of an agent's tool calls, by agent name."""
+    provider_cache: dict[str, ModelProvider] = field(default_factory=dict)
+    """One provider instance per agent per run."""
+    fenced: bool = False
+    """Another process took the run over: nothing more is written for it from here."""
+
+    @property
+    def resumed(self) -> bool:
+        """True when the run was resumed after a restart."""
+        return self.journal is not None
+
+
+@dataclass
+class RunContext:
+    """One run (or a nested team inside it), as a pattern sees it.
+
+    The rule a pattern follows: it is deterministic code that reaches the world only through this context
+    (`step`, `record`, `nested`, questions to a human through `approvals.request_approval`). No clock,
+    randomness or I/O of its own: a resumed run replays the pattern from its start, and every effect returns its
+    recorded result until the pattern reaches work it had not done yet.
+    """
+
+    run_id: str
+    config: TeamConfig
+    budget: Budget
+    engine: RunEngine
     depth: int = 0
     """0 for the top-level team, +1 for each team nested inside it."""
     key_prefix: str = ""
@@ -78,24 +101,13 @@ class RunContext:
     parent_step_id: str | None = None
     """Step that this (nested) team runs under."""
     control: str = "centralized"
-    listeners: list[Listener] = field(default_factory=list)
-    recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Finished steps of this run by key, replayed instead of re-run when a run resumes."""
-    unfinished: dict[str, Replay] = field(default_factory=dict)
-    """Steps cut short by a restart, by key: their recorded model replies and tool results are replayed."""
-    resumed: bool = False
-    """True when the run was resumed after a server restart."""
-    recipe: dict[str, Any] | None = None
-    """How to rebuild the run (pattern, members, options) if it must resume after a restart."""
     partial: str = ""
     """Output of the last successful step: the partial result if the run is stopped."""
-    pending: PendingRequests | None = None
-    """Where the run asks the outside world (a human, the client) and waits for the answer."""
-    toolbox: Toolbox | None = None
-    """Downstream MCP servers whose tools agents may be granted."""
-    gate: Callable[[str], GateSettings] | None = None
-    """The policy gate of an agent's tool calls, by agent name."""
-    _providers_cache: dict[str, ModelProvider] = field(default_factory=dict)
+
+    @property
+    def can_ask_human(self) -> bool:
+        """True when the run can wait for a human's decision (it runs under a runtime with approvals)."""
+        return self.engine.pending is not None
 
     # -- the team ----------------------------------------------------------------------------------
     def agent(self, name: str) -> AgentConfig:
@@ -111,9 +123,10 @@ class RunContext:
 
     def provider(self, name: str) -> ModelProvider:
         """The provider of agent `name` in this run (one instance per agent per run)."""
-        if name not in self._providers_cache:
-            self._providers_cache[name] = self.providers(name, self.agent(name), self)
-        return self._providers_cache[name]
+        cache = self.engine.provider_cache
+        if name not in cache:
+            cache[name] = self.engine.providers(name, self.agent(name), self)
+        return cache[name]
 
     # -- steps -------------------------------------------------------------------------------------
     async def step(
@@ -154,9 +167,17 @@ class RunContext:
         step_id: str | None = None,
         statements: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> int:
-        """Append an event of this run (with the summary updates it justifies) and tell listeners."""
-        seq = (await self.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)])))[0]
-        for listener in list(self.listeners):
+        """Append an event of this run (with the summary updates it justifies) and tell listeners.
+
+        On replay, a pattern event already recorded before the restart is not written again, and nothing is
+        written for a run another process took over (returns 0)."""
+        journal = self.engine.journal
+        if self.engine.fenced or (journal is not None and journal.take_event(kind, step_id)):
+            return 0
+        seq = (
+            await self.engine.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)]))
+        )[0]
+        for listener in list(self.engine.listeners):
             try:
                 listener(self.run_id, kind, payload)
             except Exception:  # a progress listener must never break the run it watches

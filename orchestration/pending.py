@@ -48,6 +48,8 @@ class PendingRequests:
         self._open: dict[str, PendingRequest] = {}
         self.keep_on_shutdown = False
         """Set while the server stops: open requests stay open in the audit, to be adopted after a restart."""
+        self._let_go: set[str] = set()
+        """Runs another process took over: their open requests are left as they are, for the new owner."""
         self._changed = anyio.Event()
 
     def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
@@ -57,6 +59,10 @@ class PendingRequests:
             for r in self._open.values()
             if (run_id is None or r.run_id == run_id) and (kind is None or r.kind == kind)
         ]
+
+    def let_go(self, run_id: str) -> None:
+        """Another process owns `run_id` now: its open questions stay open in the audit for that process."""
+        self._let_go.add(run_id)
 
     def get(self, request_id: str) -> PendingRequest | None:
         return self._open.get(request_id)
@@ -88,6 +94,10 @@ class PendingRequests:
         answer given meanwhile through the CLI is picked up) instead of asking twice.
         Raises `TimeoutError` after `timeout` seconds (the request is recorded as expired).
         """
+        if adopt is not None and adopt.get("status") == "resolved":
+            # decided before the restart: the decision stands, nobody is asked again
+            response = json.loads(adopt["response"]) if adopt.get("response") else None
+            return response, adopt.get("channel") or "unknown"
         park = (
             "update runs set status = ? where id = ? and status in ('running', ?)",
             (park_as, run_id, park_as),
@@ -133,7 +143,7 @@ class PendingRequests:
             with anyio.fail_after(timeout) if timeout else anyio.CancelScope():
                 await request.done.wait()
         except (TimeoutError, anyio.get_cancelled_exc_class()) as exc:
-            if self.keep_on_shutdown and not isinstance(exc, TimeoutError):
+            if (self.keep_on_shutdown or run_id in self._let_go) and not isinstance(exc, TimeoutError):
                 # the server is stopping: the question stays open in the audit for the next server to adopt
                 self._open.pop(request.id, None)
                 raise

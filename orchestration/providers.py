@@ -93,15 +93,15 @@ class DefaultProviders:
         if model.startswith("anthropic:"):
             return self.anthropic(model.removeprefix("anthropic:"))
         if model == "sampling":
-            if ctx.sampler is None:
+            if ctx.engine.sampler is None:
                 raise ModelUnavailableError(
                     f"agent {name!r} uses model 'sampling' but the client did not offer MCP sampling; "
                     + NO_MODEL_HELP
                 )
-            return SamplingProvider(ctx.sampler)
+            return SamplingProvider(ctx.engine.sampler)
         # auto
         if has_api_key():
             return self.anthropic(ctx.config.default_model)
-        if ctx.sampler is not None:
-            return SamplingProvider(ctx.sampler)
+        if ctx.engine.sampler is not None:
+            return SamplingProvider(ctx.engine.sampler)
         raise ModelUnavailableError(f"agent {name!r} has no model to run on: " + NO_MODEL_HELP)

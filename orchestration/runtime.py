@@ -6,10 +6,11 @@ group in which runs execute. Its state of record is the audit database: `get_run
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
-import os
-import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
-from orchestration.context import Listener, Outcome, ProviderFactory, Replay, RunBody, RunContext
+from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine
 from orchestration.errors import (
     ConcertmasterError,
     GuardrailTripped,
@@ -31,54 +32,53 @@ from orchestration.errors import (
 )
 from orchestration.governance import PolicyBook
 from orchestration.guard import Budget
+from orchestration.journal import Journal, load_journal
+from orchestration.lease import Clock, Leases, new_owner
+from orchestration.models.base import ModelProvider
 from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequests
 from orchestration.providers import DefaultProviders
+from orchestration.spec import RunSpec, check_members
 from orchestration.step import StepFailed, new_id
+from orchestration.telemetry import traced_run
 from orchestration.toolbox import Toolbox
 from policies.limits import Limits
 
 log = logging.getLogger("concertmaster")
 
-__all__ = ["RunBody", "Runtime"]
-
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
-"""Who runs a run: this host and process (another server on the same database leaves it alone)."""
-
-
-def owner_alive(owner: str | None) -> bool:
-    """Is the process that owns a run still running (on this host)?"""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another host's run: we can't tell, and it can't be resumed here either
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
+__all__ = ["RunBody", "RunSpec", "Runtime"]
 
 TERMINAL = frozenset({"succeeded", "failed", "stopped", "cancelled", "interrupted"})
-PARKED = ("awaiting_input", "awaiting_approval")
 
 
 @dataclass
 class _Active:
     ctx: RunContext
+    resumable: bool = True
+    """False for a run from a bare body: interrupted, not left to resume, when the server stops."""
+    lost: bool = False
+    """Another server took the run over (our lease lapsed): stop without writing."""
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
     wake: anyio.Event = field(default_factory=anyio.Event)
 
 
 class Runtime:
-    """The orchestration core as one object: use `async with Runtime(config, audit) as rt:`."""
+    """The orchestration core as one object: use `async with Runtime(config, audit) as rt:`.
+
+    This is the embedded engine: runs execute in this process's task group, every effect is recorded in the
+    audit before the run acts on it, and a run this process stops running (shutdown, crash, kill -9) is taken
+    over by the next live server on the same database, which replays its journal and goes on.
+    """
 
     def __init__(
-        self, config: TeamConfig, audit: AuditLog, *, providers: ProviderFactory | None = None
+        self,
+        config: TeamConfig,
+        audit: AuditLog,
+        *,
+        providers: ProviderFactory | None = None,
+        clock: Clock = time.time,
+        adopt: bool = True,
     ) -> None:
         self.config = config
         self.audit = audit
@@ -88,38 +88,48 @@ class Runtime:
         self.policies = PolicyBook(config)
         self.limits = self.policies.limits()
         self.on_budget = self.policies.team_policy().on_budget
+        self.owner = new_owner()
+        """This process as the owner of the runs it runs (host:pid:nonce)."""
+        self.leases = Leases(audit.path, owner=self.owner, clock=clock, lease_s=config.runs.lease_s)
         self._active: dict[str, _Active] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._tg: TaskGroup | None = None
         self._reader: AuditReader | None = None
         self._stopping = False
-        self._parked: set[str] = set()
+        self._adopt = adopt
+        """Take over runs whose server is gone (a server does; `concertmaster resume` runs only its run)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
         self.audit.open()
         self._reader = AuditReader(self.audit.path)
-        resumable = await self._mark_interrupted("the server stopped while the run was in progress")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self.toolbox.bind(self._tg)
         self._tg.start_soon(self._poll_external_answers)
-        for row in resumable:
-            await self._resume(row)
+        if self._adopt:
+            await self.adopt_orphans()
+        self._tg.start_soon(self._keep_leases)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._stopping = True
-        # runs waiting for a human keep waiting in the audit; the next server adopts them
-        self._parked = {r.run_id for r in self.pending.open_for(kind="approval")}
+        # questions stay open in the audit, and runs stay in their status: the next server takes them over
         self.pending.keep_on_shutdown = True
         self.toolbox.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
+        self._release_leases()
+        self.leases.close()
         if self._reader is not None:
             self._reader.close()
         self.audit.close()
+
+    def _release_leases(self) -> None:
+        """Runs we leave unfinished on shutdown can be taken over at once (no need to wait out the lease)."""
+        with contextlib.suppress(Exception):
+            self.leases.release()
 
     async def _poll_external_answers(self, interval: float = 0.25) -> None:
         """Pick up answers written by another process (the CLI approving an action) for our open requests."""
@@ -137,48 +147,125 @@ class Runtime:
                     row["id"], response, channel=row["channel"] or "cli", decided_by=row["decided_by"]
                 )
 
-    async def _mark_interrupted(self, reason: str) -> list[dict[str, Any]]:
-        """Runs left in progress by a process that is gone can't continue: say so in the audit.
+    async def _keep_leases(self) -> None:
+        """Renew our leases every third of the lease, give up runs another server took over while we stalled,
+        and take over runs whose server died meanwhile."""
+        while True:
+            await anyio.sleep(self.leases.lease_s / 3)
+            await self.renew_leases()
+            if self._adopt:
+                await self.adopt_orphans()
 
-        Another live server on the same database (two clients each start one) keeps its runs: a run's
-        `owner` names the host and process that runs it.
-        """
+    async def renew_leases(self) -> None:
+        """Extend our claim on the runs we run; a run we lost (our lease lapsed and another server took it) is
+        stopped here without writing anything more: its new owner runs it."""
+        lost = await anyio.to_thread.run_sync(self.leases.renew, list(self._active))
+        for run_id in lost:
+            active = self._active.get(run_id)
+            if active is not None:
+                log.warning("run %s was taken over by another server; stopping it here", run_id)
+                active.lost = True
+                active.ctx.engine.fenced = True
+                self.pending.let_go(run_id)
+                active.scope.cancel()
+
+    async def adopt_orphans(self) -> list[str]:
+        """Take over every run whose server is gone or whose lease lapsed: resume it (`[runs] resume = "auto"`,
+        within `max_auto_resumes`), or mark it interrupted for a manual resume. Returns the ids resumed."""
         assert self._reader is not None
-        stale = self._reader.query(
-            "select id, owner, status, options, input from runs where status in"
-            " ('running', 'queued', 'awaiting_input', 'awaiting_approval')"
-        )
-        resumable = []
-        for row in stale:
-            if owner_alive(row["owner"]):
+        resumed = []
+        runs = self.config.runs
+        for row in await anyio.to_thread.run_sync(self.leases.claimable):
+            run_id, seen = str(row["id"]), row["owner"]
+            if run_id in self._active:
                 continue
-            if row["status"] == "awaiting_approval" and "recipe" in json.loads(row["options"] or "{}"):
-                resumable.append(row)
+            auto = runs.resume == "auto" and int(row["resumes"] or 0) < runs.max_auto_resumes
+            claim = functools.partial(self.leases.claim, run_id, seen, count_resume=auto)
+            if not await anyio.to_thread.run_sync(claim):
+                continue  # another server was quicker
+            run = self.reader.run(run_id)
+            if run is None:
                 continue
-            await self.audit.write(
-                Write(
-                    [
-                        (
-                            "update runs set status = 'interrupted', stop_reason = 'server_restart', error = ?,"
-                            " ended_at = ? where id = ?",
-                            (reason, now(), row["id"]),
-                        ),
-                        (
-                            "update steps set status = 'interrupted', ended_at = ? where run_id = ? and status = 'running'",
-                            (now(), row["id"]),
-                        ),
-                        (
-                            "update pending_requests set status = 'cancelled', resolved_at = ? where run_id = ?"
-                            " and status in ('pending', 'answered')",
-                            (now(), row["id"]),
-                        ),
-                    ],
-                    [Event("run_interrupted", row["id"], {"reason": reason})],
+            try:
+                spec = self._stored_spec(run)
+            except ConcertmasterError as exc:  # never a crash loop: this run fails, the server goes on
+                await self._fail_resume(run_id, exc.message)
+                continue
+            if spec is None:
+                await self._interrupt(
+                    run_id, "server_restart", "the server stopped while the run was in progress"
+                )
+            elif not auto:
+                why = (
+                    f"the run was resumed automatically {runs.max_auto_resumes} times"
+                    if runs.resume == "auto"
+                    else 'its server stopped and [runs] resume = "manual"'
+                )
+                await self._interrupt(
+                    run_id,
+                    "resume_required" if runs.resume == "manual" else "resume_limit",
+                    f"{why}; continue it with the resume_run tool or `concertmaster resume {run_id}`",
+                )
+            else:
+                await self._resume(run, spec)
+                resumed.append(run_id)
+        return resumed
+
+    async def _interrupt(self, run_id: str, reason: str, error: str, *, status: str = "interrupted") -> None:
+        """End a run that is not running here (interrupted for a manual resume, or cancelled)."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "update runs set status = ?, stop_reason = ?, error = ?, ended_at = ?, lease_expires = null"
+                " where id = ?",
+                (status, reason, error, now(), run_id),
+            ),
+            (
+                "update steps set status = ?, ended_at = ? where run_id = ? and status = 'running'",
+                (status, now(), run_id),
+            ),
+        ]
+        if status == "cancelled":  # nobody needs to answer its questions any more
+            statements.append(
+                (
+                    "update pending_requests set status = 'cancelled', resolved_at = ? where run_id = ?"
+                    " and status in ('pending', 'answered')",
+                    (now(), run_id),
                 )
             )
-        return resumable
+        kind = "run_interrupted" if status == "interrupted" else "run_finished"
+        await self.audit.write(
+            Write(statements, [Event(kind, run_id, {"status": status, "reason": reason, "error": error})])
+        )
+
+    def _stored_spec(self, run: dict[str, Any]) -> RunSpec | None:
+        """The run's description, or None for a run started from a bare body (it cannot be rebuilt)."""
+        if run.get("spec"):
+            return RunSpec.load(run["spec"])
+        legacy = RunSpec.from_legacy(run)
+        if legacy is not None and legacy.limits is None:
+            stored = json.loads(run.get("options") or "{}").get("limits") or {}
+            legacy = legacy.with_limits(self.limits.merged(**stored))
+        return legacy
 
     # -- runs --------------------------------------------------------------------------------------
+    async def start(self, spec: RunSpec, *, sampler: Sampler | None = None) -> str:
+        """Validate and record a run described by `spec`, start it in the background; returns its id at once.
+
+        This is the one way to start a run that survives a restart: tools, the library and sub-teams use it."""
+        check_members(self.config, spec)
+        spec = spec if spec.limits is not None else spec.with_limits(self.limits)
+        body = spec.build()  # validates the pattern's options
+        return await self.start_run(
+            spec.pattern,
+            spec.task,
+            body,
+            options={"agents": list(spec.members), **spec.options},
+            sampler=sampler,
+            limits=spec.limits,
+            control=spec.control,
+            spec=spec,
+        )
+
     async def start_run(
         self,
         pattern: str,
@@ -189,52 +276,84 @@ class Runtime:
         sampler: Sampler | None = None,
         limits: Limits | None = None,
         control: str = "centralized",
-        recipe: dict[str, Any] | None = None,
+        spec: RunSpec | None = None,
     ) -> str:
-        """Record a new run and start `body` in the background; returns the run id at once."""
+        """Record a new run of `body` and start it in the background; returns the run id at once.
+
+        A run started with a bare `body` (no `spec`) cannot be rebuilt: it is interrupted, not resumed, when
+        its server stops. Prefer `start(spec)`."""
         if self._tg is None:
             raise ConcertmasterError("the runtime is not started; use `async with Runtime(...)`")
         run_id = new_id("run")
         limits = limits or self.limits
-        ctx = RunContext(
-            run_id=run_id,
-            config=self.config,
-            audit=self.audit,
-            budget=Budget(limits, on_budget=self.on_budget),
-            providers=self.providers,
-            sampler=sampler,
-            control=control,
-            listeners=self._listeners.setdefault(run_id, []),
-            pending=self.pending,
-            toolbox=self.toolbox,
-            gate=self.policies.gate,
-            recipe=recipe,
-        )
+        ctx = self._context(run_id, limits, control, sampler=sampler)
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
-        if recipe is not None:  # how to rebuild the run if it must resume after a restart
-            opts["recipe"] = recipe
         await self.audit.write(
             Write(
                 [
                     (
-                        "insert into runs (id, pattern, control, status, input, options, started_at, owner)"
-                        " values (?, ?, ?, 'running', ?, ?, ?, ?)",
-                        (run_id, pattern, control, input, json.dumps(opts, default=str), now(), OWNER),
+                        "insert into runs (id, pattern, control, status, input, options, started_at, owner, spec,"
+                        " lease_expires) values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            pattern,
+                            control,
+                            input,
+                            json.dumps(opts, default=str),
+                            now(),
+                            self.owner,
+                            spec.dump() if spec is not None else None,
+                            self.leases.deadline(),
+                        ),
                     )
                 ],
                 [
                     Event(
                         "run_started",
                         run_id,
-                        {"pattern": pattern, "control": control, "input": input, "options": opts},
+                        {
+                            "pattern": pattern,
+                            "control": control,
+                            "input": input,
+                            "options": opts,
+                            **({"spec": spec.model_dump(mode="json")} if spec is not None else {}),
+                        },
                     )
                 ],
             )
         )
-        active = _Active(ctx)
-        self._active[run_id] = active
-        self._tg.start_soon(self._execute, active, body)
+        self._launch(ctx, traced_run(body, run_id, pattern, control), resumable=spec is not None)
         return run_id
+
+    def _context(
+        self,
+        run_id: str,
+        limits: Limits,
+        control: str,
+        *,
+        sampler: Sampler | None = None,
+        journal: Journal | None = None,
+    ) -> RunContext:
+        budget = Budget(limits, on_budget=self.on_budget)
+        if journal is not None:  # the run clock goes on from where it was; downtime is not counted
+            budget.started -= journal.elapsed_s
+        engine = RunEngine(
+            audit=self.audit,
+            providers=self.providers,
+            sampler=sampler,
+            listeners=self._listeners.setdefault(run_id, []) if run_id != "probe" else [],
+            journal=journal,
+            pending=self.pending,
+            toolbox=self.toolbox,
+            gate=self.policies.gate,
+        )
+        return RunContext(run_id=run_id, config=self.config, budget=budget, engine=engine, control=control)
+
+    def _launch(self, ctx: RunContext, body: RunBody, *, resumable: bool) -> None:
+        assert self._tg is not None
+        active = _Active(ctx, resumable=resumable)
+        self._active[ctx.run_id] = active
+        self._tg.start_soon(self._execute, active, body)
 
     async def _execute(self, active: _Active, body: RunBody) -> None:
         ctx = active.ctx
@@ -242,7 +361,7 @@ class Runtime:
         try:
             with active.scope:
                 try:
-                    with anyio.fail_after(ctx.budget.limits.run_timeout_s):
+                    with anyio.fail_after(max(ctx.budget.remaining_seconds(), 0)):
                         outcome = await body(ctx)
                 except GuardrailTripped as exc:
                     outcome = Outcome(ctx.partial, "stopped", exc.limit, exc.message)
@@ -273,15 +392,18 @@ class Runtime:
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                if self._stopping and ctx.run_id in self._parked and ctx.recipe:
-                    pass  # left awaiting_approval, with its question open, for the next server to resume
+                if active.lost:
+                    pass  # another server owns the run now: it writes what happens next
+                elif self._stopping and active.resumable:
+                    pass  # left as it is, for the next server to take over and resume
                 elif self._stopping:
                     await self._finish(
                         ctx,
                         "interrupted",
                         "server_shutdown",
                         ctx.partial,
-                        "the server stopped while the run was in progress",
+                        "the server stopped while the run was in progress (a run started from a bare body "
+                        "cannot be resumed)",
                     )
                 else:
                     await self._finish(ctx, "cancelled", "cancelled", ctx.partial, "cancelled by the user")
@@ -292,68 +414,100 @@ class Runtime:
             active.wake.set()
             self._active.pop(ctx.run_id, None)
 
-    async def _resume(self, row: dict[str, Any]) -> None:
-        """Continue a run that was waiting for a human when its server stopped: finished steps are replayed from
-        the audit, the unfinished step replays its recorded replies and tool results, and the open approval is
-        adopted (a decision given meanwhile through the CLI is applied)."""
-        from orchestration.models.base import ModelResponse, ToolCall
-        from orchestration.patterns.registry import build
+    async def resume_run(self, run_id: str) -> dict[str, Any]:
+        """Resume an interrupted run here (`[runs] resume = "manual"`, or past `max_auto_resumes`); its
+        automatic-resume count starts again. Returns its row."""
+        run = self.get_run(run_id)
+        if run_id in self._active:
+            return run
+        if run["status"] != "interrupted":
+            raise InvalidInputError(
+                f"run {run_id} is {run['status']}; only an interrupted run can be resumed"
+                + (
+                    " (a live run is resumed by itself when its server stops)"
+                    if run["status"] not in TERMINAL
+                    else ""
+                )
+            )
+        spec = self._stored_spec(run)
+        if spec is None:
+            raise InvalidInputError(
+                f"run {run_id} was started from a bare run body, not a run description; it cannot be rebuilt"
+            )
+        claimed = await anyio.to_thread.run_sync(self.leases.reopen, run_id)
+        if not claimed:
+            raise InvalidInputError(
+                f"run {run_id} was resumed by someone else just now; follow it with get_run"
+            )
+        await self._resume(self.get_run(run_id), spec)
+        return self.get_run(run_id)
 
-        assert self._tg is not None and self._reader is not None
-        run_id, opts = row["id"], json.loads(row["options"] or "{}")
-        recipe = opts["recipe"]
-        body = build(recipe["pattern"], recipe["members"], row["input"], recipe.get("options") or {})
-        steps = self._reader.query("select * from steps where run_id = ?", (run_id,))
-        recorded = {s["key"]: s for s in steps if s["status"] == "succeeded"}
-        unfinished: dict[str, Replay] = {}
-        for step in steps:
-            if step["status"] == "succeeded":
-                continue
-            replay = Replay(step["id"])
-            for ev in self._reader.events(run_id):
-                if ev["step_id"] != step["id"]:
-                    continue
-                payload = ev["payload"]
-                if ev["kind"] == "model_called" and "reply" in payload:
-                    reply = payload["reply"]
-                    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in reply["calls"])
-                    replay.replies.append(
-                        ModelResponse(
-                            reply["text"],
-                            payload["model"],
-                            payload["provider"],
-                            tool_calls=calls,
-                            stop_reason=reply.get("stop_reason"),
-                        )
-                    )
-                elif ev["kind"] == "tool_called" and payload.get("call_id"):
-                    replay.tool_results[payload["call_id"]] = (payload["result"], bool(payload["is_error"]))
-            unfinished[step["key"]] = replay
-        limits = self.limits.merged(**opts.get("limits", {}))
-        ctx = RunContext(
-            run_id=run_id,
-            config=self.config,
-            audit=self.audit,
-            budget=Budget(limits, on_budget=self.on_budget),
-            providers=self.providers,
-            control=row.get("control") or "centralized",
-            listeners=self._listeners.setdefault(run_id, []),
-            pending=self.pending,
-            toolbox=self.toolbox,
-            gate=self.policies.gate,
-            recorded=recorded,
-            unfinished=unfinished,
-            resumed=True,
-            recipe=recipe,
-        )
+    async def _resume(self, run: dict[str, Any], spec: RunSpec) -> None:
+        """Continue a run from its journal: finished steps return their recorded outputs, the unfinished step
+        replays its recorded replies and tool results, an open question is adopted (a decision given meanwhile
+        through the CLI applies at once), and the run goes on where it stopped."""
+        run_id = run["id"]
+        try:
+            check_members(self.config, spec)
+            body = spec.build()
+            steps, events = await anyio.to_thread.run_sync(self._journal_rows, run_id)
+            journal = load_journal(steps, events)
+        except ConcertmasterError as exc:
+            await self._fail_resume(run_id, exc.message)
+            return
+        assert spec.limits is not None
+        limits = spec.limits.merged(**journal.extensions)
+        ctx = self._context(run_id, limits, spec.control, journal=journal)
         await ctx.record(
             "run_resumed",
-            {"owner": OWNER, "replayed_steps": len(recorded), "unfinished_steps": len(unfinished)},
-            statements=[("update runs set owner = ? where id = ?", (OWNER, run_id))],
+            {
+                "owner": self.owner,
+                "steps_recorded": len(journal.steps),
+                "finished_steps": sum(1 for s in journal.steps.values() if s.finished),
+                "elapsed_s": round(journal.elapsed_s, 3),
+                "resumes": journal.resumes + 1,
+            },
+            statements=[
+                (
+                    "update runs set status = 'running', stop_reason = null, error = null, ended_at = null"
+                    " where id = ?",
+                    (run_id,),
+                ),
+                # a question to the client's model can't outlive its session; it is asked again if needed
+                (
+                    "update pending_requests set status = 'cancelled', resolved_at = ? where run_id = ?"
+                    " and kind = 'sampling' and status = 'pending'",
+                    (now(), run_id),
+                ),
+            ],
         )
-        active = _Active(ctx)
-        self._active[run_id] = active
-        self._tg.start_soon(self._execute, active, body)
+        self._launch(ctx, traced_run(body, run_id, spec.pattern, spec.control), resumable=True)
+
+    def _journal_rows(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """All steps and all events of a run (uncapped: replay must see everything), one query each."""
+        with AuditReader(self.audit.path) as reader:
+            return reader.all_steps(run_id), reader.all_events(run_id)
+
+    async def _fail_resume(self, run_id: str, why: str) -> None:
+        message = f"the run could not be resumed: {why}"
+        await self.audit.write(
+            Write(
+                [
+                    (
+                        "update runs set status = 'failed', stop_reason = 'resume_failed', error = ?, ended_at = ?,"
+                        " lease_expires = null where id = ?",
+                        (message, now(), run_id),
+                    )
+                ],
+                [
+                    Event(
+                        "run_finished",
+                        run_id,
+                        {"status": "failed", "reason": "resume_failed", "error": message},
+                    )
+                ],
+            )
+        )
 
     async def _finish(
         self,
@@ -376,8 +530,8 @@ class Runtime:
             payload,
             statements=[
                 (
-                    "update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?"
-                    " where id = ?",
+                    "update runs set status = ?, stop_reason = ?, output = ?, error = ?, ended_at = ?,"
+                    " lease_expires = null where id = ?",
                     (status, reason, output, error, now(), ctx.run_id),
                 ),
                 # a step cut short by cancellation or shutdown must not stay 'running' forever
@@ -424,7 +578,16 @@ class Runtime:
         run = self.get_run(run_id)
         active = self._active.get(run_id)
         if active is None:
-            return run
+            if run["status"] in TERMINAL:
+                return run
+            # a live run nobody runs here: cancel it if its server is gone, else say who runs it
+            if not await anyio.to_thread.run_sync(self.leases.take_orphan, run_id):
+                raise InvalidInputError(
+                    f"run {run_id} is run by another live concertmaster process ({run['owner']}); cancel it "
+                    "through the client connected to that server"
+                )
+            await self._interrupt(run_id, "cancelled", "cancelled by the user", status="cancelled")
+            return self.get_run(run_id)
         active.scope.cancel()
         with anyio.move_on_after(10):
             await active.done.wait()
@@ -446,6 +609,10 @@ class Runtime:
 
         return unsubscribe
 
+    def provider_for(self, agent: str, sampler: Sampler | None = None) -> ModelProvider:
+        """The provider agent `agent` would run on now, for a client offering `sampler` (or not)."""
+        return self._context("probe", self.limits, "centralized", sampler=sampler).provider(agent)
+
     # -- reading -----------------------------------------------------------------------------------
     @property
     def reader(self) -> AuditReader:
@@ -457,6 +624,17 @@ class Runtime:
     def approvals(self) -> Approvals:
         """Deciding on this runtime's pending approvals."""
         return Approvals(self.pending, self.audit, self.reader)
+
+    def step_count(self, run_id: str) -> int:
+        """How many steps the run has recorded."""
+        return int(self.reader.query("select count(*) as n from steps where run_id = ?", (run_id,))[0]["n"])
+
+    def run_of_request(self, request_id: str) -> str:
+        """The run a pending request (an approval's action id) belongs to."""
+        rows = self.reader.query("select run_id from pending_requests where id = ?", (request_id,))
+        if not rows:
+            raise InvalidInputError(f"no pending request {request_id!r}; see list_pending_approvals")
+        return str(rows[0]["run_id"])
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row, or `RunNotFoundError`."""

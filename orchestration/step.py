@@ -10,10 +10,21 @@ from typing import Any
 
 import anyio
 
+from orchestration import telemetry
 from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import ConcertmasterError, GuardrailTripped, ProviderError
-from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolResult, ToolSpec
+from orchestration.journal import REPLY_FORMAT, StepRecord
+from orchestration.models.base import (
+    Message,
+    ModelProvider,
+    ModelRequest,
+    ModelResponse,
+    Replayable,
+    ToolResult,
+    ToolSpec,
+)
+from orchestration.telemetry import traced_step, traced_tool
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,11 @@ class ToolCallContext:
 
     step_id: str
     agent: str
+    call_id: str = ""
+    """The model's id of this call (the key its result is recorded and replayed under)."""
+    in_flight: bool = False
+    """The server died during this very call before (its start is recorded, its result is not): a tool with
+    effects outside the run must not silently repeat it (see `agent_tools`)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
+@traced_step
 async def run_step(
     ctx: RunContext,
     agent_name: str,
@@ -91,42 +108,46 @@ async def run_step(
 
     Raises `GuardrailTripped` before starting when a limit is reached, `StepFailed` when the step fails
     (recorded as a failed step first), and lets cancellation through (recorded as a cancelled step).
+    In a resumed run, a step the journal has is replayed: a finished one returns its recorded output, an
+    unfinished one replays its recorded replies and tool results and goes on from there.
     """
     full_key = ctx.key_prefix + key
     if ctx.is_team(agent_name):
         return await _run_team(ctx, agent_name, prompt, key=key, parent_step_id=parent_step_id)
     agent = ctx.agent(agent_name)
-    if full_key in ctx.recorded:
-        row = ctx.recorded[full_key]
-        return StepResult(row["id"], agent_name, row["output"] or "", row["model"], replayed=True)
+    journal = ctx.engine.journal
+    record = journal.steps.get(full_key) if journal is not None else None
+    if record is not None and record.status in ("succeeded", "failed"):
+        return _replay_finished(ctx, agent_name, record)
     ctx.budget.check_step(ctx.depth)
     ctx.budget.steps += 1
-    replay = ctx.unfinished.pop(full_key, None)
-    step_id = replay.step_id if replay else new_id("step")
-    replayed = len(replay.replies) if replay else 0
-    started = now()
+    step_id = record.step_id if record else new_id("step")
+    replies = list(record.replies) if record else []
+    provider = ctx.provider(agent_name)
     t0 = time.perf_counter()
     remaining = ctx.budget.limits.step_timeout_s
     try:
-        if replay is None:
-            await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, started)
+        if record is None:
+            await _start(ctx, step_id, agent_name, full_key, prompt, parent_step_id, now())
         else:  # a step cut short by a restart: its recorded replies and tool results are replayed, not re-paid
             await ctx.record(
                 "step_resumed",
-                {"agent": agent_name, "key": full_key, "replies": len(replay.replies)},
+                {"agent": agent_name, "key": full_key, "replies": len(replies)},
                 step_id=step_id,
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
             )
-        provider = ctx.provider(agent_name)
-        if agent.tools and ctx.gate is not None:
+        if agent.tools and ctx.engine.gate is not None:
             from orchestration.agent_tools import tools_for
 
-            tools = [*tools, *await tools_for(ctx, agent_name, ctx.gate(agent_name))]
+            tools = [*tools, *await tools_for(ctx, agent_name, ctx.engine.gate(agent_name))]
         tool_map = {t.spec.name: t for t in tools}
         messages = [*history, Message("user", prompt)]
         output, model, stopped_by, calls = "", None, None, 0
-        while True:
-            if True:  # one model call (+ its tool calls) per loop
+        while True:  # one model call (+ its tool calls) per loop
+            if replies:
+                response = replies.pop(0)
+                _account_replayed(ctx, provider, response)
+            else:
                 request = ModelRequest(
                     system=agent.instructions,
                     messages=tuple(messages),
@@ -139,39 +160,43 @@ async def run_step(
                 call_started = time.perf_counter()
                 # the step timeout bounds the agent's own work; a wait for a human (approval) is not counted
                 remaining = max(min(ctx.budget.limits.step_timeout_s, ctx.budget.remaining_seconds()), 0.001)
-                if replay is not None and replay.replies:
-                    response = replay.replies.pop(0)
-                    if not replay.replies and hasattr(provider, "advance"):
-                        provider.advance(replayed)  # a scripted model continues after what was replayed
+                with anyio.fail_after(remaining):
+                    response = await provider.complete(request)
+                await _record_model_call(
+                    ctx, step_id, agent_name, response, time.perf_counter() - call_started
+                )
+            model, output = response.model, response.text
+            if not response.tool_calls or not tool_map:
+                break
+            results = []
+            for tc in response.tool_calls:
+                calls += 1
+                recorded = record.tool_results.get(tc.id) if record is not None else None
+                if recorded is not None:
+                    outcome = ToolOutcome(recorded.content, recorded.is_error, recorded.stop, recorded.data)
                 else:
-                    with anyio.fail_after(remaining):
-                        response = await provider.complete(request)
-                    await _record_model_call(
-                        ctx, step_id, agent_name, response, time.perf_counter() - call_started
+                    in_flight = record.started_calls.get(tc.id) if record is not None else None
+                    outcome = await _call_tool(
+                        ctx,
+                        step_id,
+                        agent_name,
+                        tool_map,
+                        tc.name,
+                        tc.arguments,
+                        calls,
+                        call_id=tc.id,
+                        in_flight=in_flight is not None,
                     )
-                model, output = response.model, response.text
-                if not response.tool_calls or not tool_map:
+                if outcome.stop:
+                    stopped_by, output = outcome, outcome.content
                     break
-                results = []
-                for tc in response.tool_calls:
-                    calls += 1
-                    recorded = replay.tool_results.get(tc.id) if replay is not None else None
-                    if recorded is not None:
-                        outcome = ToolOutcome(recorded[0], recorded[1])
-                    else:
-                        outcome = await _call_tool(
-                            ctx, step_id, agent_name, tool_map, tc.name, tc.arguments, calls, call_id=tc.id
-                        )
-                    if outcome.stop:
-                        stopped_by, output = outcome, outcome.content
-                        break
-                    results.append(ToolResult(tc.id, outcome.content, outcome.is_error))
-                if stopped_by is not None:
-                    break
-                messages += [
-                    Message("assistant", response.text, tool_calls=response.tool_calls),
-                    Message("user", tool_results=tuple(results)),
-                ]
+                results.append(ToolResult(tc.id, outcome.content, outcome.is_error))
+            if stopped_by is not None:
+                break
+            messages += [
+                Message("assistant", response.text, tool_calls=response.tool_calls),
+                Message("user", tool_results=tuple(results)),
+            ]
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
@@ -196,6 +221,32 @@ async def run_step(
     return StepResult(step_id, agent_name, output, model, stopped_by=stopped_by)
 
 
+def _replay_finished(ctx: RunContext, agent_name: str, record: StepRecord) -> StepResult:
+    """A step ended before the restart: its output (or its failure, again), with the budget and the model's
+    position restored."""
+    ctx.budget.steps += 1
+    provider = ctx.provider(agent_name)
+    for reply in record.replies:
+        _account_replayed(ctx, provider, reply)
+    if not record.finished:
+        raise StepFailed(agent_name, record.step_id, record.error or "the step failed")
+    if record.output:
+        ctx.partial = record.output
+    stopped = record.stopped_by
+    stopped_by = ToolOutcome(stopped.content, stopped.is_error, True, stopped.data) if stopped else None
+    return StepResult(
+        record.step_id, agent_name, record.output or "", record.model, stopped_by=stopped_by, replayed=True
+    )
+
+
+def _account_replayed(ctx: RunContext, provider: ModelProvider, reply: ModelResponse) -> None:
+    """A replayed reply counts against the budget as when it was made, and moves a stateful model (the
+    scripted one) past it."""
+    ctx.budget.spend(reply)
+    if isinstance(provider, Replayable):
+        provider.replayed(reply)
+
+
 async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -> None:
     """Before a model call, reserve its projected usage; past a budget, stop or (policy `on_budget = "ask"`)
     pause the run for a human to extend it."""
@@ -205,7 +256,7 @@ async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -
             projected_tokens=projected, projected_cost=ctx.budget.projected_cost(projected)
         )
     except GuardrailTripped as exc:
-        if ctx.budget.on_budget != "ask" or ctx.pending is None:
+        if ctx.budget.on_budget != "ask" or not ctx.can_ask_human:
             raise
         from orchestration.approvals import request_approval
 
@@ -269,7 +320,7 @@ async def _run_team(
     ctx: RunContext, name: str, prompt: str, *, key: str, parent_step_id: str | None
 ) -> StepResult:
     """A sub-team as one step of its parent: its own scoped context, its steps nested under this one."""
-    from orchestration.patterns.registry import build
+    from orchestration.spec import RunSpec
 
     spec = ctx.config.teams[name]
     limit = ctx.budget.limits.max_depth
@@ -278,21 +329,34 @@ async def _run_team(
             "max_depth", f"team {name!r} would nest {ctx.depth + 1} deep, past max_depth={limit}"
         )
     ctx.budget.check_spend()
-    step_id, t0 = new_id("step"), time.perf_counter()
+    full_key = ctx.key_prefix + key
+    journal = ctx.engine.journal
+    record = journal.steps.get(full_key) if journal is not None else None
+    step_id, t0 = (record.step_id if record else new_id("step")), time.perf_counter()
     nested = ctx.nested(key=key, parent_step_id=step_id)
     try:
-        await _start(
-            ctx,
-            step_id,
-            name,
-            ctx.key_prefix + key,
-            prompt,
-            parent_step_id,
-            now(),
-            provider="team",
-            model=spec.pattern,
-        )
-        outcome = await build(spec.pattern, spec.agents, prompt, spec.options)(nested)
+        if record is None:
+            await _start(
+                ctx,
+                step_id,
+                name,
+                full_key,
+                prompt,
+                parent_step_id,
+                now(),
+                provider="team",
+                model=spec.pattern,
+            )
+        elif not record.finished:
+            await ctx.record(
+                "step_resumed",
+                {"agent": name, "key": full_key, "team": spec.pattern},
+                step_id=step_id,
+                statements=[("update steps set status = 'running' where id = ?", (step_id,))],
+            )
+        # a finished team is replayed too (its steps all replay from the journal), so the budget is restored
+        team = RunSpec(pattern=spec.pattern, members=tuple(spec.agents), task=prompt, options=spec.options)
+        outcome = await team.build()(nested)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
@@ -303,12 +367,13 @@ async def _run_team(
     except ConcertmasterError as exc:
         await _finish(ctx, step_id, "failed", t0, error=exc.message)
         raise StepFailed(name, step_id, exc.message, exc) from None
-    await _finish(ctx, step_id, outcome.status, t0, output=outcome.output, error=outcome.error)
+    if record is None or not record.finished:
+        await _finish(ctx, step_id, outcome.status, t0, output=outcome.output, error=outcome.error)
     if outcome.status == "failed":
         raise StepFailed(name, step_id, outcome.error or "the team failed")
     if outcome.output:
         ctx.partial = outcome.output
-    return StepResult(step_id, name, outcome.output, f"team:{spec.pattern}")
+    return StepResult(step_id, name, outcome.output, f"team:{spec.pattern}", replayed=record is not None)
 
 
 # Unknown tokens or cost (None) leave the total as it is: a total is NULL until something was reported.
@@ -323,6 +388,7 @@ async def _record_model_call(
     ctx: RunContext, step_id: str, agent: str, response: ModelResponse, latency: float
 ) -> None:
     exceeded = ctx.budget.spend(response)
+    telemetry.model_called(response)
     usage = response.usage
     cost = response.cost_usd
     usage_params = (
@@ -349,6 +415,7 @@ async def _record_model_call(
             "tool_calls": [tc.name for tc in response.tool_calls],
             # the whole reply, so a step cut short by a restart is replayed instead of paid for twice
             "reply": {
+                "v": REPLY_FORMAT,
                 "text": response.text,
                 "stop_reason": response.stop_reason,
                 "calls": [
@@ -374,6 +441,7 @@ async def _record_model_call(
         )
 
 
+@traced_tool
 async def _call_tool(
     ctx: RunContext,
     step_id: str,
@@ -384,16 +452,20 @@ async def _call_tool(
     count: int,
     *,
     call_id: str = "",
+    in_flight: bool = False,
 ) -> ToolOutcome:
+    """Call one tool and record its result. `in_flight`: the server died during this very call before (its
+    start is recorded, its result is not); the tool decides what that means (see `agent_tools`)."""
     limit = ctx.budget.limits.max_tool_calls
     t0 = time.perf_counter()
-    if name not in tools:
+    tool = tools.get(name)
+    if tool is None:
         outcome = ToolOutcome(f"unknown tool {name!r}; available: {', '.join(sorted(tools)) or 'none'}", True)
     elif count > limit:
         outcome = ToolOutcome(f"tool call limit reached (max_tool_calls={limit}); answer without tools", True)
     else:
         try:
-            outcome = await tools[name].call(arguments, ToolCallContext(step_id, agent))
+            outcome = await tool.call(arguments, ToolCallContext(step_id, agent, call_id, in_flight))
         except ConcertmasterError as exc:
             outcome = ToolOutcome(exc.message, is_error=True)
     await ctx.record(
@@ -406,6 +478,7 @@ async def _call_tool(
             "is_error": outcome.is_error,
             "result": outcome.content,
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            **({"stop": True} if outcome.stop else {}),
             **({"data": outcome.data} if outcome.data else {}),
         },
         step_id=step_id,

@@ -142,4 +142,7 @@ def build_server(
     pattern_tools.register(server)
     approval_tools.register(server)
     resources.register(server)
+    from server import audit_tools
+
+    audit_tools.register(server)
     return server

@@ -82,10 +82,10 @@ def register(server: MCPServer[Any]) -> None:
         await rt.approvals.decide(
             action_id, decision, reason, channel="tool", decided_by="user (via the assistant)", digest=digest
         )
-        row = rt.reader.query("select run_id from pending_requests where id = ?", (action_id,))[0]
-        run = await rt.wait(row["run_id"], 2.0, wake_on_pending=("approval",))
+        run_id = rt.run_of_request(action_id)
+        run = await rt.wait(run_id, 2.0, wake_on_pending=("approval",))
         return DecisionResult(
-            action_id=action_id, decision=decision, run_id=row["run_id"], run=describe_run(ctx, run)
+            action_id=action_id, decision=decision, run_id=run_id, run=describe_run(ctx, run)
         )
 
     _ = (list_pending_approvals, approve_action)

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--status")
     show = sub.add_parser("show", parents=[common], help="one run with its steps and events")
     show.add_argument("run_id")
+    _add_audit_commands(sub, common, runs, show)
+    resume = sub.add_parser(
+        "resume", parents=[common], help="continue an interrupted run here, in the foreground, until it ends"
+    )
+    resume.add_argument("run_id", help="the run's id (`concertmaster runs --status interrupted` lists them)")
     sub.add_parser("approvals", parents=[common], help="actions waiting for a human decision")
     for verb in ("approve", "deny"):
         decide = sub.add_parser(verb, parents=[common], help=f"{verb} a pending action (as the human)")
@@ -70,6 +75,33 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     config_sub.add_parser("check", parents=[common], help="validate the config and show where things are")
     return parser
+
+
+def _add_audit_commands(sub: Any, common: argparse.ArgumentParser, runs: Any, show: Any) -> None:
+    """`runs --follow`, `show RUN --follow/--mermaid`, `cost`, `ui` (implemented in server/cli_audit.py)."""
+    interval = {"type": float, "default": 0.5, "help": "seconds between polls with --follow (default 0.5)"}
+    runs.add_argument("--follow", action="store_true", help="then print every new event as it lands")
+    runs.add_argument("--interval", **interval)
+    show.add_argument(
+        "--follow", action="store_true", help="print the run's events as they land, until it ends"
+    )
+    show.add_argument(
+        "--mermaid", action="store_true", help="the run as Mermaid diagrams (sequence; DAG for plans)"
+    )
+    show.add_argument("--interval", **interval)
+    cost = sub.add_parser("cost", parents=[common], help="tokens and cost per agent, model or run")
+    cost.add_argument("--since", default="7d", help="a duration (7d, 12h, 30m, 2w) or a date (default 7d)")
+    cost.add_argument(
+        "--by", choices=["agent", "model", "run"], default="agent", help="group by (default agent)"
+    )
+    ui = sub.add_parser(
+        "ui",
+        parents=[common],
+        help="browse the audit read-only in Datasette (pip install 'concertmaster[ui]')",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="host (default %(default)s)")
+    ui.add_argument("--port", type=int, default=8001, help="port (default %(default)s; 0 picks a free one)")
+    ui.add_argument("--open", action="store_true", help="open it in your browser")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +148,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from server.demo import run_demo
 
         return anyio.run(run_demo, settings)
+    if command in ("cost", "ui") or getattr(args, "follow", False) or getattr(args, "mermaid", False):
+        from server.cli_audit import dispatch
+
+        return dispatch(args, settings.db)
     if command == "runs":
         return _runs(settings, args.limit, args.status)
     if command == "show":
         return _show(settings, args.run_id)
+    if command == "resume":
+        from server.resume_cli import resume_here
+
+        return anyio.run(resume_here, settings, args.run_id)
     if command == "approvals":
         return _approvals(settings)
     if command in ("approve", "deny"):

@@ -87,7 +87,7 @@ async def follow_run(
 def describe_run(ctx: Context[Any, Any], run: dict[str, Any]) -> RunResult:
     """A run row as a tool answer, with its step count, pending requests and latency."""
     rt = state(ctx).runtime
-    steps = rt.reader.query("select count(*) as n from steps where run_id = ?", (run["id"],))[0]["n"]
+    steps = rt.step_count(run["id"])
     pending = [pending_info(r) for r in rt.reader.pending(run_id=run["id"])]
     started = _parse(run["started_at"])
     ended = _parse(run["ended_at"]) or datetime.now(UTC)

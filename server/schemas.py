@@ -78,6 +78,9 @@ class RunResult(BaseModel):
     steps: int = Field(0, description="Agent steps so far.")
     pending: list[PendingInfo] = Field(default_factory=list, description="What the run is waiting for.")
     next: str | None = Field(None, description="What to do next, for runs still in progress.")
+    diagram: str | None = Field(
+        None, description="With get_run(diagram=true): the run as Mermaid (```mermaid blocks) to render."
+    )
 
 
 class DecisionResult(BaseModel):

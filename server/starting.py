@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from orchestration.context import RunBody
 from orchestration.errors import InvalidInputError, UnknownAgentError
 from orchestration.runtime import Runtime
+from orchestration.spec import RunSpec
 from policies.limits import Limits
 from server.app import state
 from server.bridge import sampler_for
@@ -50,23 +51,26 @@ Control = Annotated[
 ]
 
 
-class LimitOverrides(BaseModel):
-    """Guardrails for this run, replacing the configured ones; omitted fields keep the config's value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_steps: int | None = Field(None, ge=1, le=10_000, description="Agent steps in the whole run tree.")
-    max_turns: int | None = Field(None, ge=1, le=1_000, description="Group chat turns / magentic rounds.")
-    max_handoffs: int | None = Field(None, ge=0, le=1_000, description="Handoffs between agents.")
-    max_depth: int | None = Field(None, ge=1, le=20, description="Nesting of teams inside teams.")
-    max_tool_calls: int | None = Field(None, ge=0, le=1_000, description="Tool calls inside one step.")
-    step_timeout_s: float | None = Field(
-        None, gt=0, le=86_400, description="Seconds one agent step may take."
+def _overrides_of(model: type[BaseModel]) -> type[BaseModel]:
+    """`model` with every field optional (None keeps the configured value): the per-call overrides, generated
+    from the limits model so a new limit needs no second declaration."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        optional = copy.copy(info)
+        optional.default = None
+        fields[name] = (info.annotation | None, optional)  # type: ignore[operator]
+    return create_model(
+        "LimitOverrides",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Guardrails for this run, replacing the configured ones; omitted fields keep the config's value.",
+        **fields,
     )
-    run_timeout_s: float | None = Field(None, gt=0, le=604_800, description="Seconds the run may take.")
-    max_tokens: int | None = Field(None, ge=1, description="Token budget of the run tree.")
-    max_cost_usd: float | None = Field(None, gt=0, description="USD budget of the run tree.")
 
+
+if TYPE_CHECKING:
+    LimitOverrides = BaseModel
+else:
+    LimitOverrides = _overrides_of(Limits)
 
 LimitsArg = Annotated[LimitOverrides | None, Field(description="Guardrails for this run (optional).")]
 
@@ -104,7 +108,7 @@ def limits_for(rt: Runtime, overrides: LimitOverrides | None) -> Limits:
     """The configured limits with this call's overrides applied."""
     if overrides is None:
         return rt.limits
-    return rt.limits.merged(**overrides.model_dump())
+    return rt.limits.merged(**overrides.model_dump())  # None fields keep the configured values
 
 
 async def followed_retry(
@@ -119,29 +123,17 @@ async def followed_retry(
 
 async def start_and_follow(
     ctx: Context[Any, Any],
-    pattern: str,
-    task: str,
-    body: RunBody,
+    spec: RunSpec,
     *,
-    options: dict[str, Any],
     wait_seconds: float | None,
-    control: str | None = None,
     limits: LimitOverrides | None = None,
-    recipe: dict[str, Any] | None = None,
 ) -> RunResult | InputRequiredResult:
-    """Start a run of `body` and follow it for up to `wait_seconds`. `recipe` (pattern, members, options for
-    `patterns.registry.build`) lets a run waiting for a human resume after a server restart."""
+    """Start the run `spec` describes (with this call's limit overrides) and follow it for up to
+    `wait_seconds`."""
     rt = state(ctx).runtime
     run_limits = limits_for(rt, limits)
-    run_id = await rt.start_run(
-        pattern,
-        task,
-        body,
-        options=options,
-        sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s),
-        limits=run_limits,
-        control=control or "centralized",
-        recipe=recipe,
+    run_id = await rt.start(
+        spec.with_limits(run_limits), sampler=sampler_for(ctx, rt.pending, run_limits.step_timeout_s)
     )
     return await follow_run(ctx, run_id, _wait(ctx, wait_seconds))
 

@@ -9,12 +9,8 @@ from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
 from orchestration.config import TeamConfig
-from orchestration.context import RunContext
 from orchestration.errors import ModelUnavailableError
-from orchestration.guard import Budget
-from orchestration.patterns.delegate import delegate
-from orchestration.patterns.handoff import handoff
-from orchestration.patterns.handoff import recipe as handoff_recipe
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.bridge import sampler_for
 from server.follow import describe_run, follow_run, resume_followed
@@ -59,18 +55,10 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         app = state(ctx)
         rt = app.runtime
         sampler = sampler_for(ctx, rt.pending, 1.0)
-        probe = RunContext(
-            run_id="probe",
-            config=rt.config,
-            audit=rt.audit,
-            budget=Budget(rt.limits),
-            providers=rt.providers,
-            sampler=sampler,
-        )
         agents = []
         for name, agent in rt.config.agents.items():
             try:
-                runs_on = probe.provider(name).name
+                runs_on = rt.provider_for(name, sampler).name
             except ModelUnavailableError as exc:
                 runs_on = f"unavailable: {exc.message}"
             agents.append(
@@ -109,31 +97,26 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         check_task(task)
         if allow_handoffs:
             members = rt.config.member_names()
-            body = handoff(agent, task, members=members, context=context)
-            return await start_and_follow(
-                ctx,
-                "handoff",
-                task,
-                body,
-                options={"agent": agent, "agents": members, "context": context},
+            spec = RunSpec(
+                pattern="handoff",
+                members=[agent, *(m for m in members if m != agent)],
+                task=task,
+                options={"context": context},
                 control="decentralized",
-                wait_seconds=wait_seconds,
-                recipe=handoff_recipe(agent, members, context),
             )
-        return await start_and_follow(
-            ctx,
-            "delegate",
-            task,
-            delegate(agent, task, context),
-            options={"agent": agent, "context": context},
-            wait_seconds=wait_seconds,
-            recipe={"pattern": "delegate", "members": [agent], "options": {"context": context}},
-        )
+        else:
+            spec = RunSpec(pattern="delegate", members=[agent], task=task, options={"context": context})
+        return await start_and_follow(ctx, spec, wait_seconds=wait_seconds)
 
     @server.tool(title="Follow a run", annotations=READER)
     @tool_errors
     async def get_run(
-        ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+        ctx: Context[Any, Any],
+        run_id: RunId,
+        wait_seconds: WaitSeconds = None,
+        diagram: Annotated[
+            bool, Field(description="Add the run as a Mermaid diagram (sequence; DAG for plans).")
+        ] = False,
     ) -> RunResult | InputRequiredResult:
         """A run's status, output, error and usage. With wait_seconds > 0, waits that long for it to finish
         first. On clients of the 2026-07-28 protocol this call also carries the run's requests for the client's
@@ -143,8 +126,14 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         run = rt.get_run(followed or run_id)
         wait = 0.0 if wait_seconds is None else wait_seconds
         if rt.is_active(run["id"]):
-            return await follow_run(ctx, run["id"], wait)
-        return describe_run(ctx, run)
+            result = await follow_run(ctx, run["id"], wait)
+        else:
+            result = describe_run(ctx, run)
+        if diagram and isinstance(result, RunResult):
+            from server.audit_tools import run_diagram
+
+            result.diagram = run_diagram(rt, run["id"])
+        return result
 
     @server.tool(title="List recent runs", annotations=READER)
     @tool_errors
@@ -201,4 +190,21 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         run = await rt.cancel(run_id)
         return describe_run(ctx, run)
 
-    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run)
+    @server.tool(
+        title="Resume an interrupted run",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    @tool_errors
+    async def resume_run(
+        ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
+    ) -> RunResult | InputRequiredResult:
+        """Continue an `interrupted` run where it stopped (runs resume by themselves after a restart unless
+        `[runs] resume = "manual"` or they crashed the server too often). Recorded work is not redone."""
+        rt = state(ctx).runtime
+        run = await rt.resume_run(run_id)
+        wait = state(ctx).settings.default_wait_seconds if wait_seconds is None else wait_seconds
+        return await follow_run(ctx, run["id"], wait)
+
+    _ = (list_agents, delegate_task, get_run, list_runs, cancel_run, resume_run)

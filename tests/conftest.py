@@ -32,3 +32,20 @@ def team(**agents: dict) -> TeamConfig:
             }
         }
     )
+
+
+@pytest.fixture(scope="session")
+def audit_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A read-only audit with one finished run of every pattern and one with gated tool calls (tests/audit_world.py).
+
+    Returns the database and `{scenario: run_id}` (scenario `tools` is the tool-call run). Tests must not write to it.
+    """
+    import anyio
+
+    from tests.audit_world import populate, populate_tools
+
+    tmp = tmp_path_factory.mktemp("audit_world")
+    db = tmp / "audit.db"
+    runs = anyio.run(populate, db)
+    runs["tools"] = anyio.run(populate_tools, db, tmp)
+    return db, runs

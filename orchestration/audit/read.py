@@ -71,6 +71,14 @@ class AuditReader:
             row["payload"] = json.loads(row["payload"])
         return rows
 
+    def all_steps(self, run_id: str) -> list[dict[str, Any]]:
+        """Every step of a run, oldest first, uncapped (for replay)."""
+        return _rows(self._conn, "select * from steps where run_id = ? order by started_at, rowid", (run_id,))
+
+    def all_events(self, run_id: str) -> list[dict[str, Any]]:
+        """Every event of a run in chain order, payloads as stored (JSON text), uncapped (for replay)."""
+        return _rows(self._conn, "select * from events where run_id = ? order by seq", (run_id,))
+
     def pending(self, *, kind: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         sql, params = "select * from pending_requests where status = 'pending'", []
         if kind:

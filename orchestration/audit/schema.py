@@ -188,10 +188,123 @@ def _v4_run_owner(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("owner", str)
 
 
+def _v5_durable_runs(db: sqlite_utils.Database) -> None:
+    """Durable runs: the run's description (`spec`), its owner's lease, and how often it was resumed."""
+    db.table("runs").add_column("spec", str)
+    db.table("runs").add_column("lease_expires", float)
+    db.table("runs").add_column("resumes", int, not_null_default=0)
+    db.table("runs").create_index(["status"], index_name="runs_status", if_not_exists=True)
+
+
+def _audit_vocabulary_views(db: sqlite_utils.Database) -> None:
+    """Views with one vocabulary: `tool_calls`, `transcript`, `guardrail_stops`, `run_cost_by_agent`.
+
+    Tool names are always `server.tool` (models see `server__tool`; concertmaster's own tools such as
+    `transfer_to_X` read `concertmaster.transfer_to_X`), and a tool call's `decision` is one of `allowed`,
+    `approved`, `denied`, `refused` whatever path decided it.
+    """
+    db.create_view(
+        "tool_calls",
+        """
+        with pair as (
+          select e.seq, e.run_id, e.step_id, e.created_at, e.kind, e.payload,
+                 json_extract(e.payload, '$.tool') as raw_tool,
+                 lag(e.kind) over w as previous_kind, lag(e.seq) over w as previous_seq
+          from events e where e.kind in ('tool_called', 'policy_decided')
+          window w as (partition by e.run_id, e.step_id order by e.seq)
+        ), decided as (
+          -- a gated call's policy ruling is the event just before it among its step's calls and rulings
+          select pair.*, case when previous_kind = 'policy_decided' then previous_seq end as policy_seq
+          from pair where kind = 'tool_called'
+        )
+        select d.seq, d.run_id, d.step_id, d.created_at,
+               json_extract(d.payload, '$.agent') as agent,
+               case when instr(d.raw_tool, '__') > 0
+                    then substr(d.raw_tool, 1, instr(d.raw_tool, '__') - 1) || '.'
+                         || substr(d.raw_tool, instr(d.raw_tool, '__') + 2)
+                    else 'concertmaster.' || d.raw_tool end as tool,
+               json_extract(d.payload, '$.arguments') as arguments,
+               case
+                 when json_extract(d.payload, '$.data.decision') in ('deny', 'denied') then 'denied'
+                 when json_extract(d.payload, '$.is_error') and (json_extract(d.payload, '$.result') like 'refused: %'
+                      or json_extract(d.payload, '$.result') like 'unknown tool %'
+                      or json_extract(d.payload, '$.result') like 'tool call limit reached%') then 'refused'
+                 when json_extract(p.payload, '$.decision') = 'require_approval' then 'approved'
+                 else 'allowed'
+               end as decision,
+               case
+                 when json_extract(d.payload, '$.data.decision') = 'deny' then 'policy'
+                 when json_extract(d.payload, '$.data.decision') = 'denied'
+                      and json_extract(d.payload, '$.data.channel') = 'expiry' then 'expiry'
+                 when json_extract(d.payload, '$.data.decision') = 'denied' then 'human'
+                 when json_extract(p.payload, '$.decision') = 'require_approval' then 'human'
+                 when p.seq is not null then 'policy'
+                 else 'concertmaster'
+               end as decided_by,
+               json_extract(p.payload, '$.decision') as policy_decision,
+               json_extract(p.payload, '$.rule') as rule,
+               json_extract(p.payload, '$.reason') as reason,
+               json_extract(d.payload, '$.is_error') as is_error,
+               case when json_extract(d.payload, '$.is_error') then json_extract(d.payload, '$.result') end
+                 as error,
+               substr(json_extract(d.payload, '$.result'), 1, 500) as result,
+               json_extract(d.payload, '$.latency_ms') as latency_ms,
+               json_extract(d.payload, '$.data.tool_latency_ms') as tool_latency_ms
+        from decided d left join events p on p.seq = d.policy_seq
+        """,
+    )
+    # A speaker turn: a step of the run's own conversation (no nested-team prefix) keyed `N.agent` or
+    # `consultN.agent`; the manager's selections, ledgers, summaries and retries carry a `:` or another form.
+    db.create_view(
+        "transcript",
+        """
+        select s.run_id, r.pattern,
+               row_number() over (partition by s.run_id order by s.started_at, s.rowid) as turn,
+               s.id as step_id, s.agent as speaker,
+               case when s.key like 'consult%' then 'consult' else 'turn' end as kind,
+               s.output as text, s.status, s.started_at, s.ended_at
+        from steps s join runs r on r.id = s.run_id
+        where r.pattern in ('group_chat', 'magentic', 'handoff')
+          and instr(s.key, '/') = 0 and instr(s.key, ':') = 0
+          and (s.key glob '[0-9]*.*' or s.key glob 'consult[0-9]*.*')
+          and s.key not like '%.retry'
+        """,
+    )
+    db.create_view(
+        "guardrail_stops",
+        """
+        select r.id as run_id, r.pattern, r.control, r.stop_reason, r.error as detail,
+               (select s.agent from steps s where s.run_id = r.id order by s.started_at desc, s.rowid desc
+                 limit 1) as last_agent,
+               substr(r.output, 1, 200) as partial_output,
+               r.started_at, r.ended_at, r.input_tokens, r.output_tokens, r.cost_usd
+        from runs r where r.status = 'stopped'
+        """,
+    )
+    db.create_view(
+        "run_cost_by_agent",
+        """
+        select run_id, agent, group_concat(distinct model) as models, count(*) as steps,
+               sum(case when status = 'succeeded' then 1 else 0 end) as succeeded,
+               sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
+               round(sum(cost_usd), 6) as cost_usd, round(sum(latency_ms), 1) as latency_ms
+        from steps where provider is not 'team'
+        group by run_id, agent
+        """,
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
-MIGRATIONS: list[Migration] = [_v1_core, _v2_views, _v3_approvals, _v4_run_owner]
+MIGRATIONS: list[Migration] = [
+    _v1_core,
+    _v2_views,
+    _v3_approvals,
+    _v4_run_owner,
+    _v5_durable_runs,
+    _audit_vocabulary_views,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -125,3 +125,11 @@ class ModelProvider(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer one request, or raise `ProviderError` with a message that says how to fix it."""
         ...
+
+
+@runtime_checkable
+class Replayable(Protocol):
+    """A provider with state that follows its replies (the scripted model's position in its script)."""
+
+    def replayed(self, response: ModelResponse) -> None:
+        """`response` was replayed from the audit instead of asked for: move past it."""

@@ -66,10 +66,9 @@ class ScriptedModel:
         self.requests: list[ModelRequest] = []
         """Every request received, oldest first (tests inspect what each call actually saw)."""
 
-    def advance(self, n: int) -> None:
-        """Skip `n` replies (they were replayed from the audit after a restart)."""
-        for _ in range(n):
-            next(self._next)
+    def replayed(self, response: ModelResponse) -> None:
+        """A reply was replayed from the audit after a restart: the next call gets the reply after it."""
+        next(self._next)
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         self.requests.append(request)

@@ -343,7 +343,7 @@ async def escalate(
     unresolved = (
         f"the agents disagree ({decision.why}); this needs a human decision. Answers: {split(answers)}"
     )
-    if ctx.pending is None:
+    if not ctx.can_ask_human:
         return Outcome(listing(answers), "stopped", "escalation_required", unresolved, data=data)
     from orchestration.approvals import request_approval
 

@@ -9,7 +9,8 @@ from mcp_types import InputRequiredResult
 from pydantic import Field
 
 from orchestration.config import validated
-from orchestration.patterns.concurrent import ConcurrentOptions, concurrent
+from orchestration.patterns.concurrent import ConcurrentOptions
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -83,16 +84,13 @@ def register(server: MCPServer[Any]) -> None:
                 "on_disagreement": on_disagreement,
             },
         )
-        return await start_and_follow(
-            ctx,
-            "concurrent",
-            task,
-            concurrent(members, task, options),
-            options={"agents": members, **options.model_dump()},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe={"pattern": "concurrent", "members": members, "options": options.model_dump()},
+        spec = RunSpec(
+            pattern="concurrent",
+            members=members,
+            task=task,
+            options=options.model_dump(),
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = run_concurrent

@@ -9,7 +9,8 @@ from mcp_types import InputRequiredResult
 from pydantic import Field
 
 from orchestration.config import validated
-from orchestration.patterns.group_chat import MAX_TURNS, GroupChatOptions, group_chat
+from orchestration.patterns.group_chat import MAX_TURNS, GroupChatOptions
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -95,17 +96,13 @@ def register(server: MCPServer[Any]) -> None:
                 "resolution": resolution,
             },
         )
-        body = group_chat(members, topic, options)  # refuses fewer than 2 participants
-        return await start_and_follow(
-            ctx,
-            "group_chat",
-            topic,
-            body,
-            options={"agents": members, **options.model_dump()},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe={"pattern": "group_chat", "members": members, "options": options.model_dump()},
+        spec = RunSpec(
+            pattern="group_chat",
+            members=members,
+            task=topic,
+            options=options.model_dump(),
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = start_group_chat

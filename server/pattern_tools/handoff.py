@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
 from pydantic import Field
 
-from orchestration.patterns.handoff import handoff, recipe
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -63,16 +63,13 @@ def register(server: MCPServer[Any]) -> None:
         if agent not in members:
             members = [agent, *members]
         check_task(task)
-        return await start_and_follow(
-            ctx,
-            "handoff",
-            task,
-            handoff(agent, task, members=members, context=context),
-            options={"agent": agent, "agents": members, "context": context},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe=recipe(agent, members, context),
+        spec = RunSpec(
+            pattern="handoff",
+            members=[agent, *(m for m in members if m != agent)],
+            task=task,
+            options={"context": context},
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = run_handoff

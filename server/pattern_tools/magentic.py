@@ -11,6 +11,7 @@ from pydantic import Field
 from orchestration.config import validated
 from orchestration.errors import InvalidInputError
 from orchestration.patterns.magentic import MAX_ROUNDS, MagenticOptions, magentic
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -91,19 +92,14 @@ def register(server: MCPServer[Any]) -> None:
             MagenticOptions,
             {"manager": lead, "max_rounds": max_rounds, "max_stalls": max_stalls, "max_resets": max_resets},
         )
-        body = magentic(
-            goal, team, options
-        )  # refuses an empty team, repeats, and the manager among the agents
-        return await start_and_follow(
-            ctx,
-            "magentic",
-            goal,
-            body,
-            options={"agents": team, **options.model_dump()},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe={"pattern": "magentic", "members": team, "options": options.model_dump()},
+        magentic(goal, team, options)  # refuses an empty team, repeats and the manager among the agents
+        spec = RunSpec(
+            pattern="magentic",
+            members=team,
+            task=goal,
+            options=options.model_dump(),
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = run_magentic

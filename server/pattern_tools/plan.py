@@ -10,7 +10,8 @@ from pydantic import Field
 
 from orchestration.config import validated
 from orchestration.errors import InvalidInputError
-from orchestration.patterns.plan import PlanOptions, plan_and_execute
+from orchestration.patterns.plan import PlanOptions
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -78,16 +79,13 @@ def register(server: MCPServer[Any]) -> None:
                 "dry_run": dry_run,
             },
         )
-        return await start_and_follow(
-            ctx,
-            "plan",
-            goal,
-            plan_and_execute(goal, executors, options),
-            options={"agents": executors, **options.model_dump()},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe={"pattern": "plan", "members": executors, "options": options.model_dump()},
+        spec = RunSpec(
+            pattern="plan",
+            members=executors,
+            task=goal,
+            options=options.model_dump(),
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = plan_and_execute_tool

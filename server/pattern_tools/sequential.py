@@ -8,7 +8,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
 from pydantic import Field
 
-from orchestration.patterns.sequential import Checkpoint, sequential
+from orchestration.patterns.sequential import Checkpoint
+from orchestration.spec import RunSpec
 from server.app import state, tool_errors
 from server.schemas import RunResult
 from server.starting import (
@@ -52,20 +53,13 @@ def register(server: MCPServer[Any]) -> None:
         check_task(task)
         if checkpoint is not None:
             check_member(rt, checkpoint.agent)
-        return await start_and_follow(
-            ctx,
-            "sequential",
-            task,
-            sequential(members, task, checkpoint),
-            options={"agents": members, "checkpoint": checkpoint.model_dump() if checkpoint else None},
-            control=control,
-            limits=limits,
-            wait_seconds=wait_seconds,
-            recipe={
-                "pattern": "sequential",
-                "members": members,
-                "options": {"checkpoint": checkpoint.model_dump() if checkpoint else None},
-            },
+        spec = RunSpec(
+            pattern="sequential",
+            members=members,
+            task=task,
+            options={"checkpoint": checkpoint.model_dump() if checkpoint else None},
+            control=control or "centralized",
         )
+        return await start_and_follow(ctx, spec, limits=limits, wait_seconds=wait_seconds)
 
     _ = run_sequential

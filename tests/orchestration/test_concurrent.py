@@ -53,7 +53,7 @@ def without_approvals(body: RunBody) -> RunBody:
     """The body in a context with no approval channel (a library caller without a runtime's pending)."""
 
     async def wrapped(ctx: RunContext) -> Any:
-        return await body(replace(ctx, pending=None))
+        return await body(replace(ctx, engine=replace(ctx.engine, pending=None)))
 
     return wrapped
 

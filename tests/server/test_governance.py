@@ -81,7 +81,9 @@ class World:
         )
 
     def server(self, replies: list[Any], **kw: Any):
-        return build_server(Settings(db=self.db, default_wait_seconds=5), config=self.config(replies, **kw))
+        return build_server(
+            Settings(db=self.db, default_wait_seconds=MAX_WAIT), config=self.config(replies, **kw)
+        )
 
     def calls(self) -> list[str]:
         path = self.dir / ".calls"
@@ -105,6 +107,7 @@ def world(tmp_path: Path) -> World:
 
 
 DELETE = [call("delete_file", name="a.txt"), "done"]
+MAX_WAIT = 50  # the tools' longest wait: they return as soon as the run ends or asks, this is only a bound
 
 
 async def delegate(client: Client, **extra: Any) -> dict[str, Any]:
@@ -141,7 +144,7 @@ async def test_a_delete_waits_for_approval_and_approve_action_resumes_it(world: 
         )
         assert not decided.is_error, decided.content
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
         replay = await client.call_tool(
             "approve_action", {"action_id": pending["action_id"], "decision": "approve"}
@@ -164,7 +167,7 @@ async def test_a_denial_leaves_the_file_and_the_tool_is_never_called(world: Worl
             "approve_action", {"action_id": action_id, "decision": "deny", "reason": "keep it"}
         )
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert final["status"] == "succeeded" and final["output"] == "understood, not deleted"
     assert (world.dir / "a.txt").exists() and world.calls() == []
@@ -195,7 +198,7 @@ async def test_the_cli_decides_from_another_process_and_the_run_resumes(world: W
         action_id = run["pending"][0]["request_id"]
         await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "from the terminal")
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert final["status"] == "succeeded" and world.calls() == ["delete_file a.txt"]
     (row,) = world.rows("select status, channel, decided_by from approvals")
@@ -210,13 +213,29 @@ async def test_human_only_rules_refuse_the_tool_channel(world: World) -> None:
         refused = await client.call_tool("approve_action", {"action_id": action_id, "decision": "approve"})
         await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "human here")
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert refused.is_error and "needs a human decision" in refused.content[0].text
     assert final["status"] == "succeeded" and world.calls() == ["delete_file a.txt"]
 
 
-async def test_expired_and_mismatched_decisions_are_rejected(world: World, tmp_path: Path) -> None:
+async def test_a_decision_for_another_action_is_rejected(world: World) -> None:
+    async with Client(world.server([*DELETE[:1], "gave up"])) as client:
+        run = await delegate(client)
+        action_id = run["pending"][0]["request_id"]
+        mismatch = await client.call_tool(
+            "approve_action", {"action_id": action_id, "decision": "approve", "digest": "0" * 64}
+        )
+        await client.call_tool("approve_action", {"action_id": action_id, "decision": "deny"})
+        final = (
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
+        ).structured_content
+    assert mismatch.is_error and "digest does not match" in mismatch.content[0].text
+    assert final["status"] == "succeeded" and final["output"] == "gave up" and world.calls() == []
+
+
+async def test_an_expired_request_refuses_a_late_decision(world: World, tmp_path: Path) -> None:
+    # the expiry is what the test waits for (the run goes on when it passes), not a race against it
     policy = tmp_path / "quick.toml"
     policy.write_text(
         'default = "allow"\n[[rules]]\nname = "quick"\ndecision = "require_approval"\n'
@@ -224,19 +243,14 @@ async def test_expired_and_mismatched_decisions_are_rejected(world: World, tmp_p
     )
     async with Client(world.server([*DELETE[:1], "gave up"], policy=str(policy))) as client:
         run = await delegate(client)
-        action_id = run["pending"][0]["request_id"]
-        mismatch = await client.call_tool(
-            "approve_action", {"action_id": action_id, "decision": "approve", "digest": "0" * 64}
-        )
-        final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
-        ).structured_content
-        late = await client.call_tool("approve_action", {"action_id": action_id, "decision": "approve"})
-    assert mismatch.is_error and "digest does not match" in mismatch.content[0].text
-    assert final["status"] == "succeeded" and final["output"] == "gave up"
-    assert late.is_error and world.calls() == []
-    (row,) = world.rows("select status from approvals")
-    assert row["status"] == "expired"
+        while not run["done"]:
+            run = (
+                await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
+            ).structured_content
+        (row,) = world.rows("select action_id as id, status from approvals")
+        late = await client.call_tool("approve_action", {"action_id": row["id"], "decision": "approve"})
+    assert run["status"] == "succeeded" and run["output"] == "gave up"
+    assert row["status"] == "expired" and late.is_error and world.calls() == []
 
 
 async def test_a_forged_decision_is_never_executed(world: World) -> None:
@@ -252,7 +266,7 @@ async def test_a_forged_decision_is_never_executed(world: World) -> None:
         conn.close()
         await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "forged")
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert final["status"] == "succeeded" and final["output"] == "stopped"
     assert world.calls() == [] and (world.dir / "a.txt").exists()
@@ -396,7 +410,7 @@ async def test_an_approval_survives_a_server_restart(world: World) -> None:
     await anyio.to_thread.run_sync(decide_from_cli, world.db, action_id, "approve", "yes, after the restart")
     async with Client(world.server(replies)) as client:
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert final["status"] == "succeeded" and final["output"] == "deleted after the restart", final
     assert world.calls() == ["delete_file a.txt"] and not (world.dir / "a.txt").exists()
@@ -421,13 +435,13 @@ async def test_after_a_restart_the_open_approval_can_be_decided_and_earlier_tool
     async with Client(world.server(replies)) as client:
         listed = (await client.call_tool("list_pending_approvals", {})).structured_content["approvals"]
         parked = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
         decided = await client.call_tool(
             "approve_action", {"action_id": listed[0]["action_id"], "decision": "approve"}
         )
         final = (
-            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": 5})
+            await client.call_tool("get_run", {"run_id": run["run_id"], "wait_seconds": MAX_WAIT})
         ).structured_content
     assert parked["status"] == "awaiting_approval" and not decided.is_error, decided.content
     assert final["status"] == "succeeded" and final["output"] == "read, then deleted"
