@@ -17,7 +17,7 @@ from orchestration.errors import ConfigError, InvalidInputError
 from policies.limits import Limits
 
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
-MODEL_FORMS = "'anthropic:<model id>', 'sampling', 'scripted' or 'auto'"
+MODEL_FORMS = "'anthropic:<model id>', 'sampling', 'host', 'scripted' or 'auto'"
 DEFAULT_TEAM_FILE = Path(__file__).with_name("default_team.toml")
 
 
@@ -71,7 +71,7 @@ class AgentConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_form(cls, value: str) -> str:
-        if value in ("auto", "sampling", "scripted"):
+        if value in ("auto", "sampling", "host", "scripted"):
             return value
         if value.startswith("anthropic:") and len(value) > len("anthropic:"):
             return value

@@ -21,6 +21,9 @@ from orchestration.audit.schema import now
 from orchestration.errors import InvalidInputError
 from orchestration.step import new_id
 
+PARKED_BY_KIND = {"approval": "awaiting_approval", "host_step": "awaiting_host"}
+"""The run status while a request of this kind is the oldest open one (others: `awaiting_input`)."""
+
 
 @dataclass
 class PendingRequest:
@@ -187,14 +190,17 @@ class PendingRequests:
                 ),
             ),
         ]
-        if not self.open_for(request.run_id):  # the run is unparked only when nothing else is awaited
-            statements.append(
+        remaining = self.open_for(request.run_id)  # the run is unparked only when nothing else is awaited
+        statements.append(
+            (
+                "update runs set status = ? where id = ? and status in"
+                " ('awaiting_input', 'awaiting_approval', 'awaiting_host')",
                 (
-                    "update runs set status = 'running' where id = ? and status in"
-                    " ('awaiting_input', 'awaiting_approval')",
-                    (request.run_id,),
-                )
+                    PARKED_BY_KIND.get(remaining[0].kind, "awaiting_input") if remaining else "running",
+                    request.run_id,
+                ),
             )
+        )
         await self.audit.write(
             Write(
                 statements,

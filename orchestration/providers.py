@@ -1,8 +1,8 @@
 """Which provider runs an agent: the `model` field of its config, resolved per run.
 
-`anthropic:<id>` uses the Anthropic API; `sampling` the client's model; `scripted` the offline model; `auto`
-picks Anthropic when `ANTHROPIC_API_KEY` is set, else sampling when the client offers it, else fails with a
-message that says how to fix it.
+`anthropic:<id>` uses the Anthropic API; `sampling` the client's model through MCP sampling; `host` the calling
+assistant's own model, one `submit_step` per model call; `scripted` the offline model; `auto` picks Anthropic
+when `ANTHROPIC_API_KEY` is set, else sampling when the client offers it, else the host.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import anyio
 from orchestration.config import AgentConfig, TeamConfig
 from orchestration.errors import ModelUnavailableError
 from orchestration.models.base import ModelProvider, Usage
+from orchestration.models.host import HostProvider
 from orchestration.models.sampling import SamplingProvider
 from orchestration.models.scripted import Reply, ScriptedModel
 
@@ -99,9 +100,11 @@ class DefaultProviders:
                     + NO_MODEL_HELP
                 )
             return SamplingProvider(ctx.engine.sampler)
+        if model == "host":
+            return HostProvider(ctx.engine.pending, journal=ctx.engine.journal)
         # auto
         if has_api_key():
             return self.anthropic(ctx.config.default_model)
         if ctx.engine.sampler is not None:
             return SamplingProvider(ctx.engine.sampler)
-        raise ModelUnavailableError(f"agent {name!r} has no model to run on: " + NO_MODEL_HELP)
+        return HostProvider(ctx.engine.pending, journal=ctx.engine.journal)

@@ -155,6 +155,7 @@ async def run_step(
                     max_tokens=agent.max_tokens,
                     agent=agent_name,
                     run_id=ctx.run_id,
+                    step_id=step_id,
                 )
                 await reserve_budget(ctx, request, step_id)
                 call_started = time.perf_counter()

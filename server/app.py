@@ -28,7 +28,11 @@ INSTRUCTIONS = """\
 concertmaster runs a team of specialised agents for you and records every step in an SQLite audit trail.
 Start with list_agents to see the team. delegate_task gives one agent a task. A tool that starts a run waits
 up to wait_seconds and then returns the run id with its status; follow it with get_run(run_id, wait_seconds)
-until `done` is true. cancel_run stops a run. Every answer carries tokens, cost and latency."""
+until `done` is true. cancel_run stops a run. Every answer carries tokens, cost and latency.
+Agents on model `host` (or `auto` with no API key and no sampling) run on you: a run result's `host_steps` lists
+steps for you to do as the named agent, using only the step's instructions, messages and tools; answer each
+with submit_step(run_id, step_id, output, tool_calls?) in any order (parallel steps can be done in parallel).
+Tool calls run under the agent's policy; the next host step shows their results."""
 
 
 @dataclass
@@ -136,12 +140,13 @@ def build_server(
         log_level="WARNING",
     )
     server.redactor = redactor
-    from server import approval_tools, pattern_tools, resources, tools
+    from server import approval_tools, host_tools, pattern_tools, resources, tools
 
     tools.register(server, team)
     pattern_tools.register(server)
     approval_tools.register(server)
     resources.register(server)
+    host_tools.register(server)
     from server import audit_tools
 
     audit_tools.register(server)

@@ -276,7 +276,7 @@ def _config_check(settings: Settings) -> int:
     lines: list[Any] = [
         f"config: {config.source}",
         f"audit database: {settings.db}",
-        f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered)'}",
+        f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered, else the host)'}",
         f"default anthropic model: {config.default_model}",
         "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
         f"command for your MCP client config: {_executable()} serve",

@@ -10,6 +10,8 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult
 
+from orchestration.host_steps import open_steps, wait_settled
+from orchestration.models.host import HOST_STEP
 from server.app import state
 from server.bridge import (
     accept_answers,
@@ -19,7 +21,7 @@ from server.bridge import (
     is_modern,
     state_run_id,
 )
-from server.schemas import PendingInfo, RunResult, run_result
+from server.schemas import HostStep, PendingInfo, RunResult, run_result
 
 MAX_WAIT_SECONDS = 50.0
 PROGRESS_KINDS = {"step_started", "step_finished", "step_failed", "tool_called", "input_requested"}
@@ -70,9 +72,12 @@ async def follow_run(
                 run = await rt.wait(
                     run_id,
                     max(deadline - anyio.current_time(), 0),
-                    wake_on_pending=wake,
+                    wake_on_pending=(*wake, HOST_STEP),
                     known=known if not client_offers_elicitation(ctx) else frozenset(),
                 )
+                if open_steps(rt.pending, run_id):  # hand over host steps once every ready branch has parked
+                    await wait_settled(rt, run_id, max(deadline - anyio.current_time(), 0))
+                    run = rt.get_run(run_id)
                 carried = carry_pending(ctx, rt.pending, run_id)
                 if carried is not None or not await elicit_approvals(ctx, rt, run_id):
                     break
@@ -92,7 +97,17 @@ def describe_run(ctx: Context[Any, Any], run: dict[str, Any]) -> RunResult:
     started = _parse(run["started_at"])
     ended = _parse(run["ended_at"]) or datetime.now(UTC)
     latency = round((ended - started).total_seconds() * 1000, 1) if started else None
-    return run_result(run, steps=steps, pending=pending, latency_ms=latency)
+    host_steps = [
+        HostStep(
+            step_id=r.id,
+            agent=r.payload["agent"],
+            instructions=r.payload["instructions"],
+            messages=r.payload["messages"],
+            tools=r.payload["tools"],
+        )
+        for r in open_steps(rt.pending, run["id"])
+    ]
+    return run_result(run, steps=steps, pending=pending, latency_ms=latency, host_steps=host_steps)
 
 
 async def resume_followed(ctx: Context[Any, Any]) -> str | None:
@@ -133,6 +148,8 @@ def _progress_message(kind: str, payload: dict[str, Any]) -> str:
         return f"step failed: {payload.get('error')}"
     if kind == "tool_called":
         return f"{agent} called {payload.get('tool')}"
+    if payload.get("kind") == HOST_STEP:
+        return "waiting for the host (submit_step)"
     return (
         "waiting for the client's model"
         if payload.get("kind") == "sampling"

@@ -29,12 +29,28 @@ class PendingInfo(BaseModel):
     """Something the run is waiting for."""
 
     request_id: str = Field(description="Id of the pending request (for approvals: the action_id).")
-    kind: str = Field(description="What is awaited: `sampling` (the client's model), `approval` (a human).")
+    kind: str = Field(
+        description="What is awaited: `sampling` (the client's model), `approval` (a human), `host_step` (you)."
+    )
     created_at: str = Field(description="When it was asked (UTC).")
     question: str | None = Field(None, description="For approvals: what to ask the user.")
     expires_at: str | None = Field(None, description="When the request expires (UTC).")
     human_only: bool = Field(
         False, description="For approvals: only a human channel (elicitation, CLI) may decide."
+    )
+
+
+class HostStep(BaseModel):
+    """A step the calling assistant does itself, as the named agent (model `host`)."""
+
+    step_id: str = Field(description="Pass it to submit_step.")
+    agent: str = Field(description="The agent to play.")
+    instructions: str = Field(description="The agent's instructions (its system prompt).")
+    messages: list[dict[str, Any]] = Field(
+        description="The agent's context, oldest first: role, text, tool_calls, tool_results."
+    )
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tools the agent may call (name, description, input_schema)."
     )
 
 
@@ -66,7 +82,8 @@ class RunResult(BaseModel):
 
     run_id: str = Field(description="The run's id: pass it to get_run, cancel_run, or SQL over the audit.")
     status: str = Field(
-        description="running, awaiting_input, awaiting_approval, succeeded, failed, stopped (a guardrail ended "
+        description="running, awaiting_input, awaiting_approval, awaiting_host (see host_steps), succeeded, failed, "
+        "stopped (a guardrail ended "
         "it; output is partial), cancelled or interrupted."
     )
     pattern: str = Field(description="How the agents worked: delegate, sequential, concurrent, ...")
@@ -77,6 +94,10 @@ class RunResult(BaseModel):
     usage: UsageInfo = Field(description="Tokens, cost and latency.")
     steps: int = Field(0, description="Agent steps so far.")
     pending: list[PendingInfo] = Field(default_factory=list, description="What the run is waiting for.")
+    host_steps: list[HostStep] = Field(
+        default_factory=list,
+        description="Steps for you to do as the named agent; answer each with submit_step.",
+    )
     next: str | None = Field(None, description="What to do next, for runs still in progress.")
     diagram: str | None = Field(
         None, description="With get_run(diagram=true): the run as Mermaid (```mermaid blocks) to render."
@@ -113,9 +134,9 @@ class RunList(BaseModel):
 class AgentInfo(BaseModel):
     name: str
     description: str
-    model: str = Field(description="The configured model: anthropic:<id>, sampling, scripted or auto.")
+    model: str = Field(description="The configured model: anthropic:<id>, sampling, host, scripted or auto.")
     runs_on: str = Field(
-        description="What it would run on now for this client: anthropic, sampling, scripted "
+        description="What it would run on now for this client: anthropic, sampling, host, scripted "
         "or unavailable (with the reason)."
     )
     group: str | None = None
@@ -128,7 +149,12 @@ class AgentList(BaseModel):
 
 
 def run_result(
-    run: dict[str, Any], *, steps: int, pending: list[PendingInfo], latency_ms: float | None
+    run: dict[str, Any],
+    *,
+    steps: int,
+    pending: list[PendingInfo],
+    latency_ms: float | None,
+    host_steps: list[HostStep] | None = None,
 ) -> RunResult:
     """Shape an audit `runs` row for a tool answer."""
     status = run["status"]
@@ -151,6 +177,12 @@ def run_result(
                 "or 'deny', reason=...)"
             )
             hint = f"The run waits for a human decision. {first.question} To decide, {how}."
+        if host_steps:
+            hint = (
+                "Do each step in host_steps yourself as its agent (follow its instructions, use only its "
+                f"messages) and answer with submit_step(run_id='{run['id']}', step_id, output, tool_calls?). "
+                "Answer in any order; independent steps can be done in parallel."
+            ) + (f" Also: {hint}" if approvals else "")
     return RunResult(
         run_id=run["id"],
         status=status,
@@ -167,6 +199,7 @@ def run_result(
         ),
         steps=steps,
         pending=pending,
+        host_steps=host_steps or [],
         next=hint,
     )
 

@@ -145,6 +145,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
                 "running",
                 "awaiting_input",
                 "awaiting_approval",
+                "awaiting_host",
                 "succeeded",
                 "failed",
                 "stopped",

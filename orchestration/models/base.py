@@ -76,6 +76,8 @@ class ModelRequest:
     """Name of the agent making the call (for scripted replies and logs)."""
     run_id: str = ""
     """The run this call belongs to (the sampling provider routes by it)."""
+    step_id: str = ""
+    """The audit step this call belongs to (the host provider links its pending request to it)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ class ModelResponse:
     model: str
     """The model that actually answered, as the provider names it."""
     provider: str
-    """`anthropic`, `sampling` or `scripted`."""
+    """`anthropic`, `sampling`, `host` or `scripted`."""
     usage: Usage = field(default_factory=Usage)
     """Tokens used, as reported."""
     cost_usd: float | None = None
@@ -120,7 +122,7 @@ class ModelProvider(Protocol):
     """A source of model replies."""
 
     name: str
-    """`anthropic`, `sampling` or `scripted`."""
+    """`anthropic`, `sampling`, `host` or `scripted`."""
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer one request, or raise `ProviderError` with a message that says how to fix it."""

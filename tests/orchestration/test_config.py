@@ -38,7 +38,7 @@ def test_the_env_var_names_the_file(tmp_path: Path, monkeypatch) -> None:
     [
         (
             '[agents.a]\ndescription = "d"\ninstructions = "i"\nmodel = "gpt-4"\n',
-            ["agents.a.model", "'anthropic:<model id>', 'sampling', 'scripted' or 'auto'", "'gpt-4'"],
+            ["agents.a.model", "'anthropic:<model id>', 'sampling', 'host', 'scripted' or 'auto'", "'gpt-4'"],
         ),
         ('[agents.a]\ndescription = "d"\n', ["agents.a.instructions", "required field is missing"]),
         (

@@ -148,17 +148,6 @@ async def test_legacy_client_refusing_sampling_fails_the_run_with_the_reason(db:
     assert step["status"] == "failed" and "refused" in step["error"]
 
 
-async def test_auto_agent_without_key_or_sampling_says_how_to_fix(db: Path, monkeypatch) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    async with Client(server(db), mode="legacy") as client:
-        run = (await client.call_tool("delegate_task", {"agent": "auto", "task": "hi"})).structured_content
-        agents = (await client.call_tool("list_agents", {})).structured_content["agents"]
-    assert run["status"] == "failed"
-    assert "ANTHROPIC_API_KEY" in run["error"] and "sampling" in run["error"]
-    assert next(a for a in agents if a["name"] == "auto")["runs_on"].startswith("unavailable")
-
-
 async def test_get_run_follows_a_run_past_wait_seconds(db: Path) -> None:
     async with Client(server(db)) as client:
         first = await client.call_tool("delegate_task", {"agent": "slow", "task": "t", "wait_seconds": 0.1})
