@@ -253,7 +253,9 @@ async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -
     pause the run for a human to extend it."""
     projected = ctx.budget.projected_tokens(request)
     try:
-        ctx.budget.check_spend(projected_tokens=projected, projected_cost=ctx.budget.average_cost())
+        ctx.budget.check_spend(
+            projected_tokens=projected, projected_cost=ctx.budget.projected_cost(projected)
+        )
     except GuardrailTripped as exc:
         if ctx.budget.on_budget != "ask" or not ctx.can_ask_human:
             raise
@@ -386,7 +388,7 @@ _ADD_USAGE = (
 async def _record_model_call(
     ctx: RunContext, step_id: str, agent: str, response: ModelResponse, latency: float
 ) -> None:
-    ctx.budget.spend(response)
+    exceeded = ctx.budget.spend(response)
     telemetry.model_called(response)
     usage = response.usage
     cost = response.cost_usd
@@ -434,6 +436,10 @@ async def _record_model_call(
             ),
         ],
     )
+    for limit, used, maximum in exceeded:  # actual use passed a budget (the projection is an estimate)
+        await ctx.record(
+            "budget_exceeded", {"agent": agent, "limit": limit, "used": used, "max": maximum}, step_id=step_id
+        )
 
 
 @traced_tool

@@ -21,6 +21,8 @@ from orchestration.config import TeamConfig, describe_validation_error, load_con
 from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
+from orchestration.models.pricing import load_prices
+from orchestration.providers import preload
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server import notifications
@@ -62,13 +64,14 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except ConcertmasterError as exc:
-            raise ToolError(_redactor(args).text(exc.message)) from None
+            raise ToolError(_redactor((*args, *kwargs.values())).text(exc.message)) from None
 
     return wrapper
 
 
 def _redactor(args: tuple[Any, ...]) -> Redactor:
-    """The audit's redactor (with the policy's extra rules) when the call's context is at hand."""
+    """The audit's redactor (with the policy's extra rules) when the call's context is at hand (tools take
+    it as a keyword argument, so callers pass positional and keyword values alike)."""
     for arg in args:
         if isinstance(arg, Context):
             value = arg.request_context.lifespan_context
@@ -94,8 +97,19 @@ class ConcertmasterServer(MCPServer[AppState]):
             tool.input_schema = compact(tool.input_schema)
         return tools
 
+    redactor: Redactor | None = None
+    """The policies' redactor: argument errors echo what was given, which may hold a secret."""
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise ToolError((self.redactor or Redactor()).text(str(exc))) from exc.__cause__
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
@@ -122,10 +136,14 @@ def build_server(
     """The concertmaster MCP server. `config` defaults to the file in `settings` (or the built-in team)."""
     team = config or load_config(settings.config)
 
-    redactor = PolicyBook(team).redactor()  # also proves the policies load before the server starts
+    # every policy file (team, groups, agents) and the price table are loaded now: a broken one fails the
+    # start with its message, not a run later
+    redactor = PolicyBook(team).redactor()
+    load_prices()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        await preload(team)  # the Anthropic SDK is imported off the event loop, before any run needs it
         async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
             async with notifications.watch_list_changes(server, runtime.reader):
                 yield AppState(runtime, settings)
@@ -138,6 +156,7 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
     )
+    server.redactor = redactor
     from server import approval_tools, audit_tools, host_tools, pattern_tools, prompts, resources, tools
 
     tools.register(server, team)

@@ -306,8 +306,8 @@ def _one_line(exc: BaseException, settings: Settings) -> str | None:
             f"{settings.db} is not a readable concertmaster audit database ({exc}); "
             "pass another --db, or move this file away and a new one is created"
         )
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
     return None
 
 
@@ -333,7 +333,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     # stdout is the protocol channel on stdio: logs go to stderr only
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from orchestration.audit.log import AuditLog
+
     server = build_server(settings)
+    with AuditLog(settings.db):  # an unusable database fails here, in one line, not inside the server
+        pass
     if args.http:
         print(
             f"concertmaster: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr
@@ -418,16 +422,32 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
 
 def _decide(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.approvals import decide_from_cli
+    from orchestration.config import load_config
+    from orchestration.governance import PolicyBook
 
-    decide_from_cli(settings.db, args.action_id, "approve" if args.verb == "approve" else "deny", args.reason)
+    # the reason is free text for the chained audit: redact it with the policies' rules, as the server would
+    reason = PolicyBook(load_config(settings.config)).redactor().text(args.reason)
+    decide_from_cli(settings.db, args.action_id, "approve" if args.verb == "approve" else "deny", reason)
     print(f"{args.verb}d {args.action_id}; a running server picks the decision up within a second")
     return 0
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.audit.read import verify_chain
+    from orchestration.errors import AuditError
 
-    report = verify_chain(settings.db)
+    try:
+        report = verify_chain(settings.db)
+    except (sqlite3.Error, AuditError) as exc:
+        if (isinstance(exc, AuditError) and not settings.db.exists()) or "not a database" in str(exc):
+            raise  # no audit database there at all: one line, exit 2
+        # a truncated or damaged file: that is the verdict, not a crash
+        print(f"audit chain BROKEN in {settings.db}:", file=sys.stderr)
+        print(
+            f"  - the database cannot be read ({' '.join(str(exc).split())}): truncated or damaged",
+            file=sys.stderr,
+        )
+        return 1
     if report.ok:
         print(f"audit chain OK: {report.events} events, head {report.head_seq} {report.head_hash}")
         print("(keep the head hash somewhere else to detect a rewrite of the whole file later)")
@@ -479,6 +499,12 @@ def _config_check(args: argparse.Namespace, settings: Settings) -> int:
     for name, agent in config.agents.items():
         lines.append(f"  {name:<14} model={agent.model:<28} {agent.description[:60]}")
     book = PolicyBook(config)
+    book.load_all()  # every agent's and group's policy file, now
+    from orchestration.models.pricing import load_prices
+
+    prices = load_prices()
+    override = os.environ.get("CONCERTMASTER_PRICES")
+    lines.append(f"price table: {len(prices.prices)} models" + (f" (with {override})" if override else ""))
     lines.append("effective limits: " + ", ".join(f"{k}={v}" for k, v in book.limits().model_dump().items()))
     for name, agent in config.agents.items():
         grants = ", ".join(agent.tools) or "none"
@@ -486,6 +512,7 @@ def _config_check(args: argparse.Namespace, settings: Settings) -> int:
         lines.append("  " + describe_policy(book.for_agent(name)).replace("\n", "\n  "))
     for server_name, server in config.mcp_servers.items():
         target = server.url or " ".join([server.command or "", *server.args])
-        lines.append(f"mcp server {server_name}: {target} (started on first use)")
+        inherits = f"; inherits {', '.join(server.inherit_env)}" if server.inherit_env else ""
+        lines.append(f"mcp server {server_name}: {target} (started on first use{inherits})")
     print("\n".join(str(line) for line in lines))
     return 0

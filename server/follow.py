@@ -61,9 +61,10 @@ async def follow_run(
     async def forward() -> None:
         async for kind, payload in receive:
             update = progress.update(kind, payload, rt.reader)
+            message = rt.audit.redactor.text(update.message)  # errors may quote secrets
             if update.progress is not None:
-                await ctx.report_progress(update.progress, update.total, update.message)
-            await send_log(ctx, "info", f"[{run_id}] {update.message}")
+                await ctx.report_progress(update.progress, update.total, message)
+            await send_log(ctx, "info", f"[{run_id}] {message}")
 
     unsubscribe = rt.subscribe(run_id, listener)
     try:

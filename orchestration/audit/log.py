@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestration.audit.redact import redact_params
 from orchestration.audit.schema import migrate, now
 from orchestration.errors import AuditError
 from policies.redaction import Redactor
@@ -147,7 +148,7 @@ class AuditLog:
         try:
             self._conn = connect(self.path)
             migrate(self._conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # not a database, a directory, no permission, no room
             raise AuditError(f"cannot open the audit database {self.path}: {exc}") from None
         self._thread = threading.Thread(target=self._loop, name="concertmaster-audit", daemon=True)
         self._thread.start()
@@ -268,7 +269,7 @@ class AuditLog:
     ) -> tuple[list[int], int, str]:
         redact = self.redactor
         for sql, params in write.statements:
-            conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params])
+            conn.execute(sql, redact_params(redact, sql, params))  # free text and JSON values, not our ids
         seqs = []
         for ev in write.events:
             seq += 1

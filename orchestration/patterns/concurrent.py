@@ -21,10 +21,12 @@ from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import ConcertmasterError
 from orchestration.step import StepFailed
+from policies import linear
 
-# `**` is tolerated because models like to bold these lines
-CONFIDENCE_LINE = re.compile(r"^[\s*_]*CONFIDENCE[*_]*\s*:[\s*_]*([0-9]*\.?[0-9]+)\s*(%?)", re.I | re.M)
-FINAL_LINE = re.compile(r"^[\s*_]*FINAL ANSWER[*_]*\s*:[\s*_]*(.*?)[\s*_]*$", re.I | re.M)
+# `**` is tolerated because models like to bold these lines. Linear time (RE2): with `re` a reply of many
+# blank lines took quadratic time on the event loop.
+CONFIDENCE_LINE = linear.compile_pattern(r"(?im)^[\s*_]*CONFIDENCE[*_]*\s*:[\s*_]*([0-9]*\.?[0-9]+)\s*(%?)")
+FINAL_LINE = linear.compile_pattern(r"(?im)^[\s*_]*FINAL ANSWER[*_]*\s*:[\s*_]*(.*?)[\s*_]*$")
 TRAILING_PUNCTUATION = ".,;:!?…"
 
 Rule = Literal["all", "majority", "confidence", "judge"]
