@@ -19,7 +19,7 @@ import anyio
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.schema import now, timestamp
 from orchestration.errors import InvalidInputError
-from orchestration.step import new_id
+from orchestration.ids import new_id
 
 PARKED_BY_KIND = {"approval": "awaiting_approval", "host_step": "awaiting_host"}
 """The run status while a request of this kind is the oldest open one (others: `awaiting_input`)."""

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestration.agent_tools import tools_for
 from orchestration.approvals import Approvals
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
@@ -32,14 +33,16 @@ from orchestration.errors import (
 )
 from orchestration.governance import PolicyBook
 from orchestration.guard import Budget
+from orchestration.ids import new_id
 from orchestration.journal import Journal, load_journal
 from orchestration.lease import Clock, Leases, new_owner
 from orchestration.models.base import ModelProvider
 from orchestration.models.sampling import Sampler
+from orchestration.outcomes import AgentTool, StepFailed
 from orchestration.pending import PendingRequests
 from orchestration.providers import DefaultProviders
 from orchestration.spec import RunSpec, check_members
-from orchestration.step import StepFailed, new_id
+from orchestration.step import run_step
 from orchestration.telemetry import traced_run
 from orchestration.toolbox import Toolbox
 from policies.limits import Limits
@@ -346,6 +349,9 @@ class Runtime:
             pending=self.pending,
             toolbox=self.toolbox,
             gate=self.policies.gate,
+            run_step=run_step,
+            build_team=RunSpec.build,
+            agent_tools=self._agent_tools,
         )
         return RunContext(run_id=run_id, config=self.config, budget=budget, engine=engine, control=control)
 
@@ -608,6 +614,10 @@ class Runtime:
                 listeners.remove(listener)
 
         return unsubscribe
+
+    async def _agent_tools(self, ctx: RunContext, agent: str) -> list[AgentTool]:
+        """An agent's granted downstream tools, gated by its policy."""
+        return await tools_for(ctx, agent, self.policies.gate(agent))
 
     def provider_for(self, agent: str, sampler: Sampler | None = None) -> ModelProvider:
         """The provider agent `agent` would run on now, for a client offering `sampler` (or not)."""

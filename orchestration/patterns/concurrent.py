@@ -17,10 +17,11 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestration.approvals import request_approval
 from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import ConcertmasterError
-from orchestration.step import StepFailed
+from orchestration.outcomes import StepFailed
 from policies import linear
 
 # `**` is tolerated because models like to bold these lines. Linear time (RE2): with `re` a reply of many
@@ -345,8 +346,6 @@ async def escalate(
     )
     if not ctx.can_ask_human:
         return Outcome(listing(answers), "stopped", "escalation_required", unresolved, data=data)
-    from orchestration.approvals import request_approval
-
     verdict = await request_approval(
         ctx,
         agent=leading.agent,
