@@ -182,8 +182,10 @@ class Runtime:
             run_id, seen = str(row["id"]), row["owner"]
             if run_id in self._active:
                 continue
-            auto = runs.resume == "auto" and int(row["resumes"] or 0) < runs.max_auto_resumes
-            claim = functools.partial(self.leases.claim, run_id, seen, count_resume=auto)
+            # a server that stopped cleanly released its lease (0): only a crash counts toward the cap
+            crashed = row["lease_expires"] != 0
+            auto = runs.resume == "auto" and (not crashed or int(row["resumes"] or 0) < runs.max_auto_resumes)
+            claim = functools.partial(self.leases.claim, run_id, seen, count_resume=auto and crashed)
             if not await anyio.to_thread.run_sync(claim):
                 continue  # another server was quicker
             run = self.reader.run(run_id)
@@ -474,8 +476,10 @@ class Runtime:
                 "resumes": journal.resumes + 1,
             },
             statements=[
+                # a run parked on a human or the host stays so (its question is adopted) until answered
                 (
-                    "update runs set status = 'running', stop_reason = null, error = null, ended_at = null"
+                    "update runs set status = case when status in ('awaiting_approval', 'awaiting_host')"
+                    " then status else 'running' end, stop_reason = null, error = null, ended_at = null"
                     " where id = ?",
                     (run_id,),
                 ),
