@@ -17,7 +17,7 @@ from orchestration.approvals import request_approval
 from orchestration.context import RunContext
 from orchestration.errors import GuardrailTripped
 from orchestration.models.base import ToolSpec
-from orchestration.step import AgentTool, ToolCallContext, ToolOutcome
+from orchestration.outcomes import AgentTool, ToolCallContext, ToolOutcome
 from orchestration.toolbox import RemoteTool, ToolServerError
 from policies.engine import Decision
 

@@ -85,13 +85,25 @@ class McpServerConfig(BaseModel):
 
     command: str | None = Field(None, description="Executable to start (stdio transport).")
     args: list[str] = Field(default_factory=list, description="Arguments of `command`.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables for `command`."
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables set for `command`.")
+    inherit_env: list[str] = Field(
+        default_factory=list,
+        description="Names of concertmaster's own environment variables passed on to `command`. Nothing else "
+        "is inherited except the MCP SDK's safe list (PATH, HOME, USER, LOGNAME, SHELL, TERM; on Windows its "
+        "equivalents): secrets such as ANTHROPIC_API_KEY never reach a tool server unless named here.",
     )
     cwd: str | None = Field(None, description="Working directory of `command`.")
     url: str | None = Field(None, description="Streamable HTTP endpoint, instead of `command`.")
     timeout_s: float = Field(30.0, gt=0, le=3600, description="Seconds one tool call may take.")
     startup_timeout_s: float = Field(20.0, gt=0, le=600, description="Seconds the server may take to start.")
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not name or "=" in name or "\0" in name]
+        if bad:
+            raise ValueError(f"not environment variable names: {', '.join(map(repr, bad))}")
+        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
@@ -237,12 +249,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> TeamConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {source} cannot be read: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {source} nests tables or arrays too deeply to read") from None
     except OSError as exc:
         raise ConfigError(f"config file {source} cannot be read: {exc.strerror}") from None
     try:
         config = TeamConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"config file {source}: {describe_validation_error(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {source} nests values too deeply to validate") from None
     return config.model_copy(update={"source": str(file) if file else "built-in default team"})
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.config import AgentConfig, TeamConfig
-from orchestration.errors import UnknownAgentError
+from orchestration.errors import ConcertmasterError, UnknownAgentError
 from orchestration.guard import Budget
 from orchestration.models.base import Message, ModelProvider
 
@@ -17,11 +17,15 @@ if TYPE_CHECKING:
     from orchestration.agent_tools import GateSettings
     from orchestration.journal import Journal
     from orchestration.models.sampling import Sampler
+    from orchestration.outcomes import AgentTool, StepResult
     from orchestration.pending import PendingRequests
-    from orchestration.step import AgentTool, StepResult
+    from orchestration.spec import RunSpec
     from orchestration.toolbox import Toolbox
 
 log = logging.getLogger("concertmaster")
+
+StepRunner = Callable[..., Awaitable["StepResult"]]
+"""`run_step(ctx, agent, prompt, *, key, history, tools, parent_step_id)`."""
 
 ProviderFactory = Callable[[str, AgentConfig, "RunContext"], ModelProvider]
 """Gives the provider that runs `agent` in a run: `(name, config, ctx) -> provider`."""
@@ -73,6 +77,12 @@ class RunEngine:
     """One provider instance per agent per run."""
     fenced: bool = False
     """Another process took the run over: nothing more is written for it from here."""
+    run_step: StepRunner | None = None
+    """The step runner (`step.run_step`), handed in by the engine."""
+    build_team: Callable[[RunSpec], RunBody] | None = None
+    """Builds the body of a sub-team's run description (`RunSpec.build`), handed in by the engine."""
+    agent_tools: Callable[[RunContext, str], Awaitable[list[AgentTool]]] | None = None
+    """An agent's granted downstream tools, gated by its policy, handed in by the engine."""
 
     @property
     def resumed(self) -> bool:
@@ -139,10 +149,10 @@ class RunContext:
         tools: Sequence[AgentTool] = (),
         parent_step_id: str | None = None,
     ) -> StepResult:
-        """Run one agent step (model <-> tools) under this context's guardrails; see `run_step`."""
-        from orchestration.step import run_step
-
-        return await run_step(
+        """Run one agent step (model <-> tools) under this context's guardrails; see `step.run_step`."""
+        if self.engine.run_step is None:
+            raise ConcertmasterError("this run context has no step runner; start runs through a Runtime")
+        return await self.engine.run_step(
             self,
             agent,
             prompt,

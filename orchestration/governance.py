@@ -72,12 +72,19 @@ class PolicyBook:
             merged = merged.merged(**policy_limits.model_dump(exclude_unset=True))
         return merged.merged(**self.config.limits.model_dump(exclude_unset=True))
 
+    def load_all(self) -> list[Policy]:
+        """Every agent's effective policy, loaded now (at start) so a broken file fails the start, not a run;
+        raises `ConfigError`."""
+        return [self.team_policy(), *(self.for_agent(name) for name in self.config.agents)]
+
     def redactor(self) -> Redactor:
-        """Default redaction plus the team policy's patterns and secret env vars."""
-        extra = self.team_policy().redaction
-        return Redactor(
-            patterns=[*DEFAULT_PATTERNS, *extra.patterns], secret_env=[*DEFAULT_SECRET_ENV, *extra.secret_env]
-        )
+        """Default redaction plus the patterns and secret env vars of every policy in use (the team's, the
+        groups' and the agents'): the audit writer is shared, so one agent's secret is everyone's."""
+        patterns, secret_env = dict.fromkeys(DEFAULT_PATTERNS), dict.fromkeys(DEFAULT_SECRET_ENV)
+        for policy in self.load_all():
+            patterns.update(dict.fromkeys(policy.redaction.patterns))
+            secret_env.update(dict.fromkeys(policy.redaction.secret_env))
+        return Redactor(patterns=list(patterns), secret_env=list(secret_env))
 
     def _load(self, ref: str, where: str) -> Policy:
         key = f"file:{ref}"

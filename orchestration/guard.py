@@ -5,6 +5,7 @@ A `Budget` is shared by a run and every team nested inside it, so a sub-team spe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import anyio
@@ -36,6 +37,8 @@ class Budget:
     """What a spent budget does: `stop` the run, or `ask` a human to extend it (from the policy)."""
     started: float = field(default_factory=anyio.current_time)
     """Loop time the run started, for the run timeout."""
+    exceeded: set[tuple[str, float]] = field(default_factory=set)
+    """Budgets (limit, value) that actual use has passed, so each is recorded once."""
 
     def check_step(self, depth: int) -> None:
         """Raise `GuardrailTripped` if one more step at `depth` would break a limit."""
@@ -66,12 +69,25 @@ class Budget:
             )
 
     def projected_tokens(self, request: ModelRequest) -> int:
-        """What the next call will likely use: its prompt (4 characters a token) plus the run's average reply."""
+        """The most the next call can use: its prompt, its tool calls and results, and its tools' schemas (about
+        4 characters a token), plus a reply as long as the request's `max_tokens` allows."""
         chars = len(request.system) + sum(
-            len(m.text) + sum(len(r.content) for r in m.tool_results) for m in request.messages
+            len(m.text)
+            + sum(len(r.content) for r in m.tool_results)
+            + sum(len(c.name) + len(json.dumps(c.arguments, default=str)) for c in m.tool_calls)
+            for m in request.messages
         )
-        average_reply = self.output_tokens // self.calls if self.calls else 0
-        return chars // 4 + average_reply
+        chars += sum(
+            len(t.name) + len(t.description) + len(json.dumps(t.input_schema, default=str))
+            for t in request.tools
+        )
+        return chars // 4 + request.max_tokens
+
+    def projected_cost(self, projected_tokens: int) -> float:
+        """What the next call may cost: the run's observed USD per token times its projected tokens (never
+        less than the mean call so far; 0 before the first priced call)."""
+        per_token = self.cost_usd / self.tokens if self.tokens else 0.0
+        return max(self.average_cost(), per_token * projected_tokens)
 
     def average_cost(self) -> float:
         """Mean cost of the run's priced calls so far (0 before the first)."""
@@ -85,12 +101,20 @@ class Budget:
             )
         self.handoffs += 1
 
-    def spend(self, response: ModelResponse) -> None:
-        """Add one model call's usage."""
+    def spend(self, response: ModelResponse) -> list[tuple[str, float, float]]:
+        """Add one model call's usage; returns the budgets it pushed actual use past, as (limit, used,
+        maximum), each limit once (the projection is an estimate: a reply can still cost more)."""
         self.calls += 1
         self.output_tokens += response.usage.output_tokens or 0
         self.tokens += (response.usage.input_tokens or 0) + (response.usage.output_tokens or 0)
         self.cost_usd += response.cost_usd or 0.0
+        passed: list[tuple[str, float, float]] = []
+        for limit, used in (("max_tokens", self.tokens), ("max_cost_usd", self.cost_usd)):
+            maximum = getattr(self.limits, limit)
+            if maximum is not None and used > maximum and (limit, maximum) not in self.exceeded:
+                self.exceeded.add((limit, maximum))
+                passed.append((limit, used, maximum))
+        return passed
 
     def remaining_seconds(self) -> float:
         """Seconds left before the run timeout."""

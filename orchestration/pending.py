@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 
 from orchestration.audit.log import AuditLog, Event, Write
-from orchestration.audit.schema import now
+from orchestration.audit.schema import now, timestamp
 from orchestration.errors import InvalidInputError, WriteConflict
-from orchestration.step import new_id
+from orchestration.ids import new_id
 
 PARKED_BY_KIND = {"approval": "awaiting_approval", "host_step": "awaiting_host"}
 """The run status while a request of this kind is the oldest open one (others: `awaiting_input`)."""
@@ -117,7 +117,7 @@ class PendingRequests:
                 )
             )
         else:
-            expires = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat() if timeout else None
+            expires = timestamp(datetime.now(UTC) + timedelta(seconds=timeout)) if timeout else None
             request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
             insert = (
                 "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at, expires_at)"

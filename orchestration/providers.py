@@ -7,10 +7,14 @@ when `ANTHROPIC_API_KEY` is set, else sampling when the client offers it, else t
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from typing import TYPE_CHECKING
 
-from orchestration.config import AgentConfig
+import anyio
+
+from orchestration.config import AgentConfig, TeamConfig
 from orchestration.errors import ModelUnavailableError
 from orchestration.models.base import ModelProvider, Usage
 from orchestration.models.host import HostProvider
@@ -30,6 +34,24 @@ NO_MODEL_HELP = (
 def has_api_key() -> bool:
     """True when the Anthropic API can be used."""
     return bool(os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN"))
+
+
+ANTHROPIC_MODULE = "orchestration.models.anthropic"
+
+
+def may_use_anthropic(config: TeamConfig) -> bool:
+    """Could an agent of `config` run on the Anthropic API (an `anthropic:` model, or `auto` with a key)?"""
+    models = [agent.model for agent in config.agents.values()]
+    return any(m.startswith("anthropic:") for m in models) or (has_api_key() and "auto" in models)
+
+
+async def preload(config: TeamConfig) -> None:
+    """Import the Anthropic SDK in a worker thread, once, when the team may use it.
+
+    The import takes seconds; done lazily by the first run it would freeze every client on the event loop.
+    """
+    if ANTHROPIC_MODULE not in sys.modules and may_use_anthropic(config):
+        await anyio.to_thread.run_sync(importlib.import_module, ANTHROPIC_MODULE)
 
 
 def scripted_from_config(agent: AgentConfig) -> ScriptedModel:

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestration.agent_tools import tools_for
 from orchestration.approvals import Approvals, answers_from_elsewhere
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
@@ -33,14 +34,16 @@ from orchestration.errors import (
 )
 from orchestration.governance import PolicyBook
 from orchestration.guard import Budget
+from orchestration.ids import new_id
 from orchestration.journal import Journal, load_journal
 from orchestration.lease import Clock, Leases, new_owner
 from orchestration.models.base import ModelProvider
 from orchestration.models.sampling import Sampler
+from orchestration.outcomes import AgentTool, StepFailed
 from orchestration.pending import PendingRequests
 from orchestration.providers import DefaultProviders
 from orchestration.spec import RunSpec, check_members
-from orchestration.step import StepFailed, new_id
+from orchestration.step import run_step
 from orchestration.telemetry import traced_run
 from orchestration.toolbox import Toolbox
 from policies.limits import Limits
@@ -185,8 +188,10 @@ class Runtime:
             run_id, seen = str(row["id"]), row["owner"]
             if run_id in self._active:
                 continue
-            auto = runs.resume == "auto" and int(row["resumes"] or 0) < runs.max_auto_resumes
-            claim = functools.partial(self.leases.claim, run_id, seen, count_resume=auto)
+            # a server that stopped cleanly released its lease (0): only a crash counts toward the cap
+            crashed = row["lease_expires"] != 0
+            auto = runs.resume == "auto" and (not crashed or int(row["resumes"] or 0) < runs.max_auto_resumes)
+            claim = functools.partial(self.leases.claim, run_id, seen, count_resume=auto and crashed)
             if not await anyio.to_thread.run_sync(claim):
                 continue  # another server was quicker
             run = self.reader.run(run_id)
@@ -359,6 +364,9 @@ class Runtime:
             pending=self.pending,
             toolbox=self.toolbox,
             gate=self.policies.gate,
+            run_step=run_step,
+            build_team=RunSpec.build,
+            agent_tools=self._agent_tools,
         )
         return RunContext(run_id=run_id, config=self.config, budget=budget, engine=engine, control=control)
 
@@ -481,8 +489,10 @@ class Runtime:
                 "resumes": journal.resumes + 1,
             },
             statements=[
+                # a run parked on a human or the host stays so (its question is adopted) until answered
                 (
-                    "update runs set status = 'running', stop_reason = null, error = null, ended_at = null"
+                    "update runs set status = case when status in ('awaiting_approval', 'awaiting_host')"
+                    " then status else 'running' end, stop_reason = null, error = null, ended_at = null"
                     " where id = ?",
                     (run_id,),
                 ),
@@ -629,6 +639,10 @@ class Runtime:
                 listeners.remove(listener)
 
         return unsubscribe
+
+    async def _agent_tools(self, ctx: RunContext, agent: str) -> list[AgentTool]:
+        """An agent's granted downstream tools, gated by its policy."""
+        return await tools_for(ctx, agent, self.policies.gate(agent))
 
     def provider_for(self, agent: str, sampler: Sampler | None = None) -> ModelProvider:
         """The provider agent `agent` would run on now, for a client offering `sampler` (or not)."""

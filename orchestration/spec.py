@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestration.errors import InvalidInputError, UnknownAgentError
+from orchestration.patterns.registry import build
 from policies.limits import Limits
 
 if TYPE_CHECKING:
     from orchestration.config import TeamConfig
+    from orchestration.context import RunBody
 
 SPEC_VERSION = 1
 """Bumped when the stored form changes; `RunSpec.load` migrates older forms or refuses them clearly."""
@@ -39,10 +41,8 @@ class RunSpec(BaseModel):
     )
     control: Control = Field("centralized", description="The model of control.")
 
-    def build(self) -> Any:
+    def build(self) -> RunBody:
         """The run body of this spec (validates the pattern's options)."""
-        from orchestration.patterns.registry import build
-
         return build(self.pattern, list(self.members), self.task, self.options)
 
     def with_limits(self, limits: Limits) -> RunSpec:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
 from orchestration import telemetry
+from orchestration.approvals import request_approval
 from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import ConcertmasterError, GuardrailTripped, ProviderError
+from orchestration.ids import new_id
 from orchestration.journal import REPLY_FORMAT, StepRecord
 from orchestration.models.base import (
     Message,
@@ -22,75 +22,10 @@ from orchestration.models.base import (
     ModelResponse,
     Replayable,
     ToolResult,
-    ToolSpec,
 )
+from orchestration.outcomes import AgentTool, StepFailed, StepResult, ToolCallContext, ToolOutcome
+from orchestration.spec import RunSpec
 from orchestration.telemetry import traced_step, traced_tool
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    """What a tool returns to the step runner."""
-
-    content: str
-    """Text sent back to the model (or the step's output when `stop` is set)."""
-    is_error: bool = False
-    """True when the tool failed or was refused; the model is told."""
-    stop: bool = False
-    """End the step now with `content` as its output (a handoff ends the agent's turn this way)."""
-    data: dict[str, Any] = field(default_factory=dict)
-    """Structured details for the pattern (e.g. the handoff target)."""
-
-
-@dataclass(frozen=True)
-class ToolCallContext:
-    """Where a tool call happens: the step (so sub-steps nest under it) and the calling agent."""
-
-    step_id: str
-    agent: str
-    call_id: str = ""
-    """The model's id of this call (the key its result is recorded and replayed under)."""
-    in_flight: bool = False
-    """The server died during this very call before (its start is recorded, its result is not): a tool with
-    effects outside the run must not silently repeat it (see `agent_tools`)."""
-
-
-@dataclass(frozen=True)
-class AgentTool:
-    """A tool offered to the model during a step."""
-
-    spec: ToolSpec
-    call: Callable[[dict[str, Any], ToolCallContext], Awaitable[ToolOutcome]]
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one step produced."""
-
-    step_id: str
-    agent: str
-    output: str
-    model: str | None = None
-    stopped_by: ToolOutcome | None = None
-    """The tool outcome that ended the step early (a handoff), if any."""
-    replayed: bool = False
-    """True when the result came from the audit (a resumed run), not a new model call."""
-
-
-class StepFailed(ConcertmasterError):
-    """A step could not finish: the provider failed, it timed out, or a limit tripped inside it."""
-
-    code = "step_failed"
-
-    def __init__(self, agent: str, step_id: str, message: str, cause: Exception | None = None) -> None:
-        super().__init__(f"agent {agent!r} failed: {message}")
-        self.agent = agent
-        self.step_id = step_id
-        self.cause = cause
-
-
-def new_id(prefix: str) -> str:
-    """A short unique id such as `run_5f3a9c0d2b1e`."""
-    return f"{prefix}_{secrets.token_hex(6)}"
 
 
 @traced_step
@@ -136,10 +71,8 @@ async def run_step(
                 step_id=step_id,
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
             )
-        if agent.tools and ctx.engine.gate is not None:
-            from orchestration.agent_tools import tools_for
-
-            tools = [*tools, *await tools_for(ctx, agent_name, ctx.engine.gate(agent_name))]
+        if agent.tools and ctx.engine.agent_tools is not None:
+            tools = [*tools, *await ctx.engine.agent_tools(ctx, agent_name)]
         tool_map = {t.spec.name: t for t in tools}
         messages = [*history, Message("user", prompt)]
         output, model, stopped_by, calls = "", None, None, 0
@@ -253,12 +186,12 @@ async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -
     pause the run for a human to extend it."""
     projected = ctx.budget.projected_tokens(request)
     try:
-        ctx.budget.check_spend(projected_tokens=projected, projected_cost=ctx.budget.average_cost())
+        ctx.budget.check_spend(
+            projected_tokens=projected, projected_cost=ctx.budget.projected_cost(projected)
+        )
     except GuardrailTripped as exc:
         if ctx.budget.on_budget != "ask" or not ctx.can_ask_human:
             raise
-        from orchestration.approvals import request_approval
-
         limit, current = exc.limit, getattr(ctx.budget.limits, exc.limit)
         verdict = await request_approval(
             ctx,
@@ -319,8 +252,6 @@ async def _run_team(
     ctx: RunContext, name: str, prompt: str, *, key: str, parent_step_id: str | None
 ) -> StepResult:
     """A sub-team as one step of its parent: its own scoped context, its steps nested under this one."""
-    from orchestration.spec import RunSpec
-
     spec = ctx.config.teams[name]
     limit = ctx.budget.limits.max_depth
     if ctx.depth + 1 > limit:
@@ -354,8 +285,10 @@ async def _run_team(
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
             )
         # a finished team is replayed too (its steps all replay from the journal), so the budget is restored
+        if ctx.engine.build_team is None:
+            raise ConcertmasterError(f"team {name!r} can't run here: this run context builds no sub-teams")
         team = RunSpec(pattern=spec.pattern, members=tuple(spec.agents), task=prompt, options=spec.options)
-        outcome = await team.build()(nested)
+        outcome = await ctx.engine.build_team(team)(nested)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):
             await _finish(ctx, step_id, "cancelled", t0, error="cancelled")
@@ -386,7 +319,7 @@ _ADD_USAGE = (
 async def _record_model_call(
     ctx: RunContext, step_id: str, agent: str, response: ModelResponse, latency: float
 ) -> None:
-    ctx.budget.spend(response)
+    exceeded = ctx.budget.spend(response)
     telemetry.model_called(response)
     usage = response.usage
     cost = response.cost_usd
@@ -434,6 +367,10 @@ async def _record_model_call(
             ),
         ],
     )
+    for limit, used, maximum in exceeded:  # actual use passed a budget (the projection is an estimate)
+        await ctx.record(
+            "budget_exceeded", {"agent": agent, "limit": limit, "used": used, "max": maximum}, step_id=step_id
+        )
 
 
 @traced_tool

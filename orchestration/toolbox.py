@@ -79,6 +79,26 @@ def granted(grants: Iterable[str], qualified: str) -> bool:
     return any(fnmatch.fnmatchcase(qualified, pattern) for pattern in grants)
 
 
+def server_environment(config: McpServerConfig) -> dict[str, str]:
+    """What a stdio server gets on top of the SDK's safe list (`get_default_environment`, which the SDK adds
+    itself): the variables named in `inherit_env` that are set, then the config's `env`. Never the rest of
+    ours: a third-party server must not receive ANTHROPIC_API_KEY or any other secret by default."""
+    inherited = {name: os.environ[name] for name in config.inherit_env if name in os.environ}
+    return {**inherited, **config.env}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming the real cause: task groups wrap it in (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        # the first that is not a cancellation caused by it
+        exc = next(
+            (e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())),
+            exc.exceptions[0],
+        )
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
 @dataclass
 class DownstreamServer:
     """One configured MCP server and its connection."""
@@ -98,7 +118,7 @@ class DownstreamServer:
         return StdioServerParameters(
             command=self.config.command,
             args=self.config.args,
-            env={**os.environ, **self.config.env},
+            env=server_environment(self.config),
             cwd=self.config.cwd,
         )
 
@@ -126,7 +146,7 @@ class DownstreamServer:
                 ready.set()
                 await stop.wait()
         except Exception as exc:  # a server that fails to start or dies must not take the runtime down
-            self._error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._error = describe_failure(exc)
         finally:
             self.client = None
             ready.set()
@@ -224,5 +244,6 @@ class Toolbox:
             raise ToolServerError(f"MCP server {server.name!r} failed during {tool.name}: {exc}") from None
         text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
         if not text and result.structured_content is not None:
-            text = json.dumps(result.structured_content)
+            # not ASCII escapes: a non-ASCII secret must stay visible to the audit's redaction
+            text = json.dumps(result.structured_content, ensure_ascii=False)
         return text, bool(result.is_error)

@@ -33,15 +33,23 @@ def load_policy(name_or_path: str | Path) -> Policy:
         raise PolicyError(
             f"no policy {ref!r}: not a preset ({', '.join(preset_names())}) and no file at {path}"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"policy file {path} cannot be read: it is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
         raise PolicyError(f"policy file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"policy file {path} nests tables or arrays too deeply to read") from None
     data.setdefault("name", path.stem)  # a file without a name is called after itself
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"policy file {path}: {_describe(exc, data)}") from None
+    except RecursionError:
+        raise PolicyError(f"policy file {path} nests values too deeply to validate") from None
 
 
 def _describe(exc: ValidationError, data: dict[str, Any]) -> str:

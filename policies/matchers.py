@@ -6,12 +6,11 @@ checks look at the call's annotations and arguments.
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from policies import linear
 from policies.schema import GLOB_CHARS, ArgMatch, Rule
 
 if TYPE_CHECKING:
@@ -21,9 +20,9 @@ Check = Callable[["Action"], bool]
 """A check over one tool call."""
 
 
-def _globs(patterns: Iterable[str]) -> re.Pattern[str]:
-    """One anchored pattern matching any of the globs."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+def _globs(patterns: Iterable[str]) -> linear.LinearPattern:
+    """One pattern matching a whole name when any of the globs does (linear time: names can be hostile)."""
+    return linear.globs(patterns)
 
 
 def _same(a: object, b: object) -> bool:
@@ -69,10 +68,10 @@ def _value_check(cond: ArgMatch) -> Callable[[Any], bool] | None:
         tests.append(lambda v: any(_same(v, o) for o in one_of))
     if cond.glob is not None:
         glob = _globs([cond.glob])
-        tests.append(lambda v: glob.match(_text(v)) is not None)
+        tests.append(lambda v: glob.fullmatch(_text(v)))
     if cond.regex is not None:
-        regex = re.compile(cond.regex)
-        tests.append(lambda v: regex.search(_text(v)) is not None)
+        regex = linear.compile_pattern(cond.regex)  # RE2: linear in the (model-written) argument
+        tests.append(lambda v: regex.search(_text(v)))
     if cond.gt is not None:
         gt = cond.gt
         tests.append(lambda v: (n := _number(v)) is not None and n > gt)
@@ -109,7 +108,7 @@ def argument_check(name: str, cond: ArgMatch) -> Check:
     names = _globs([name])
 
     def any_named(action: Action) -> bool:
-        values = [v for k, v in action.arguments.items() if names.match(k)]
+        values = [v for k, v in action.arguments.items() if names.fullmatch(k)]
         if exists is not None and exists != bool(values):
             return False
         return value_ok is None or any(value_ok(v) for v in values)
@@ -131,9 +130,9 @@ def name_check(rule: Rule) -> NameCheck | None:
 
     def check(agent: str, group: str | None, tool: str) -> bool:
         return (
-            (tools is None or tools.match(tool) is not None)
-            and (agents is None or agents.match(agent) is not None)
-            and (groups is None or (group is not None and groups.match(group) is not None))
+            (tools is None or tools.fullmatch(tool))
+            and (agents is None or agents.fullmatch(agent))
+            and (groups is None or (group is not None and groups.fullmatch(group)))
         )
 
     return check

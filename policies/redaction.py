@@ -1,29 +1,69 @@
 """Redaction: secrets never reach the audit or an error message.
 
-One `Redactor` is applied at the single audit writer and where errors are turned into messages.
+One `Redactor` is applied at the single audit writer and where errors are turned into messages. It rewrites
+free text and the values of JSON payloads only, never what the server owns (ids, keys, digests, statuses,
+timestamps: see `owned`), so a broad user pattern cannot corrupt the audit. Every pattern runs on RE2, in
+linear time (`policies.linear`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from typing import Any
+
+from policies import linear
 
 REDACTED = "[redacted]"
 
 # Shapes of secrets that are never legitimate content of an audit row.
 DEFAULT_PATTERNS: tuple[str, ...] = (
+    # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED…), whole; a key cut short is redacted to its end
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\r\n\\:,.\-]*)",
     r"sk-ant-[A-Za-z0-9_\-]{8,}",  # Anthropic API keys
+    r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}",  # OpenAI project / service keys
     r"sk-[A-Za-z0-9]{20,}",  # OpenAI-style keys
-    r"[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9._\-~+/]{12,}=*",  # bearer tokens in headers
+    r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys
+    r"AIza[0-9A-Za-z_\-]{35,}",  # Google API keys
+    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/]{12,}=*",  # bearer tokens in headers
+    # HTTP Basic credentials: in an Authorization header, or a Basic value that is clearly base64
+    r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:basic)\s+[A-Za-z0-9+/]+=*",
+    r"\bBasic\s+(?:[A-Za-z0-9+/]{8,}={1,2}|[A-Za-z]*[0-9+/][A-Za-z0-9+/]{7,}=*)",
+    r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",  # JWTs (header.payload.signature)
+    r"github_pat_[A-Za-z0-9_]{22,}",  # GitHub fine-grained tokens
     r"gh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
-    r"AKIA[0-9A-Z]{16}",  # AWS access key ids
+    r"(?:AKIA|ASIA)[0-9A-Z]{16}",  # AWS access key ids
     r"xox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack tokens
+    r"://[^\s:/?#@\"'<>]+:[^\s/?#@\"'<>]+@",  # a password in a URL (scheme://user:password@host)
 )
 
 # Environment variables whose values are secrets wherever they appear.
-DEFAULT_SECRET_ENV: tuple[str, ...] = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+DEFAULT_SECRET_ENV: tuple[str, ...] = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OPENAI_API_KEY",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GOOGLE_API_KEY",
+    "STRIPE_API_KEY",
+    "SLACK_BOT_TOKEN",
+)
+
+# Names (columns, payload keys) whose values the server owns: never rewritten.
+OWNED_NAMES = frozenset(
+    {"id", "key", "seq", "kind", "status", "digest", "hash", "prev_hash", "pin", "channel", "owner", "rule"}
+    | {"pattern", "control", "stop_reason", "agent", "model", "provider", "decided_by", "decision"}
+)
+OWNED_SUFFIXES = ("_id", "_at", "_hash", "_owner", "_by")
+# Payload keys whose values hold names chosen by a model or a downstream server: no exemption inside.
+FOREIGN_KEYS = frozenset({"arguments"})
+
+
+def owned(name: str) -> bool:
+    """Does the server own the value of a column or payload key called `name` (so it is never redacted)?"""
+    return name in OWNED_NAMES or name.endswith(OWNED_SUFFIXES) or name.startswith("lease")
 
 
 class Redactor:
@@ -40,8 +80,7 @@ class Redactor:
         values = sorted(
             {env[name] for name in secret_env if len(env.get(name, "")) >= 8}, key=len, reverse=True
         )
-        parts = [re.escape(v) for v in values] + list(patterns)
-        self._regex = re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+        self._regex = linear.any_of([*(linear.literal(v) for v in values), *patterns])
 
     def text(self, value: str) -> str:
         """`value` with every secret replaced."""
@@ -49,12 +88,18 @@ class Redactor:
             return value
         return self._regex.sub(REDACTED, value)
 
-    def value(self, value: Any) -> Any:
-        """A JSON-like value with every string redacted, recursively."""
+    def value(self, value: Any, *, foreign: bool = False) -> Any:
+        """A JSON-like value with every string redacted, recursively, except the values of keys the server
+        owns (`owned`) outside a `FOREIGN_KEYS` subtree. Keys are kept as they are."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            return {
+                k: v
+                if not foreign and isinstance(k, str) and owned(k) and not isinstance(v, dict | list)
+                else self.value(v, foreign=foreign or k in FOREIGN_KEYS)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
+            return [self.value(v, foreign=foreign) for v in value]
         return value

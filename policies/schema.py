@@ -6,11 +6,11 @@ a loaded policy is compiled once (see `policies.engine`) and must not change und
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policies import linear
 from policies.limits import Limits
 
 Outcome = Literal["allow", "require_approval", "deny"]
@@ -19,11 +19,8 @@ GLOB_CHARS = frozenset("*?[")
 
 
 def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression ({exc})") from None
-    return value
+    # Refused here, at load, with the reason: a pattern that needs backtracking could freeze the server.
+    return linear.checked(value)
 
 
 class ArgMatch(BaseModel):
@@ -39,8 +36,9 @@ class ArgMatch(BaseModel):
     )
     regex: str | None = Field(
         None,
-        description="The value, as text, contains a match of this regular expression; use `(?i)` to ignore "
-        "case and `^...$` to match the whole value. A list of words is matched as the words joined by spaces.",
+        description="The value, as text, contains a match of this regular expression (RE2 syntax: linear time; "
+        "backreferences and lookaround are refused); use `(?i)` to ignore case and `^...$` to match the whole "
+        "value. A list of words is matched as the words joined by spaces.",
     )
     one_of: tuple[str | int | float | bool, ...] | None = Field(
         None, description="The value equals one of these exactly."
@@ -145,7 +143,9 @@ class Redaction(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     patterns: tuple[str, ...] = Field(
-        (), description="Regular expressions of secrets, replaced by `[redacted]` wherever they appear."
+        (),
+        description="Regular expressions of secrets (RE2 syntax: linear time; backreferences and lookaround "
+        "are refused), replaced by `[redacted]` wherever they appear.",
     )
     secret_env: tuple[str, ...] = Field(
         (), description="Names of environment variables whose values are secrets, e.g. `GITHUB_TOKEN`."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
 from orchestration.audit.log import AuditLog
@@ -20,9 +23,17 @@ from orchestration.config import TeamConfig, describe_validation_error, load_con
 from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
+from orchestration.models.pricing import load_prices
+from orchestration.providers import preload
 from orchestration.runtime import Runtime
 from policies.redaction import Redactor
-from server.settings import Settings
+from server import notifications
+from server.settings import Settings, version
+from server.tool_schema import compact
+
+# Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
+# we use them on purpose, as the fallback path, so the warning is noise for our users.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 INSTRUCTIONS = """\
 concertmaster runs a team of specialised agents for you and records every step in an SQLite audit trail.
@@ -55,13 +66,14 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except ConcertmasterError as exc:
-            raise ToolError(_redactor(args).text(exc.message)) from None
+            raise ToolError(_redactor((*args, *kwargs.values())).text(exc.message)) from None
 
     return wrapper
 
 
 def _redactor(args: tuple[Any, ...]) -> Redactor:
-    """The audit's redactor (with the policy's extra rules) when the call's context is at hand."""
+    """The audit's redactor (with the policy's extra rules) when the call's context is at hand (tools take
+    it as a keyword argument, so callers pass positional and keyword values alike)."""
     for arg in args:
         if isinstance(arg, Context):
             value = arg.request_context.lifespan_context
@@ -78,10 +90,28 @@ def state(ctx: Context[Any, Any]) -> AppState:
 
 
 class ConcertmasterServer(MCPServer[AppState]):
-    """MCPServer that refuses unknown arguments and names each invalid field with its fix."""
+    """MCPServer that refuses unknown arguments, names each invalid field with its fix, and lists compact
+    input schemas (`server.tool_schema`)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        for tool in tools:
+            tool.input_schema = compact(tool.input_schema)
+        return tools
+
+    redactor: Redactor | None = None
+    """The policies' redactor: argument errors echo what was given, which may hold a secret."""
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise ToolError((self.redactor or Redactor()).text(str(exc))) from exc.__cause__
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
@@ -113,31 +143,37 @@ def build_server(
     `http_auth` makes streamable HTTP require a bearer token (the SDK's auth middleware checks it)."""
     team = config or load_config(settings.config)
 
-    redactor = PolicyBook(team).redactor()  # also proves the policies load before the server starts
+    # every policy file (team, groups, agents) and the price table are loaded now: a broken one fails the
+    # start with its message, not a run later
+    redactor = PolicyBook(team).redactor()
+    load_prices()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        await preload(team)  # the Anthropic SDK is imported off the event loop, before any run needs it
         async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
-            yield AppState(runtime, settings)
+            async with notifications.watch_list_changes(server, runtime.reader):
+                yield AppState(runtime, settings)
 
     server = ConcertmasterServer(
         name="concertmaster",
         title="concertmaster: a conductor for agent teams",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=version(),
         lifespan=lifespan,
         log_level="WARNING",
         auth=http_auth[0] if http_auth else None,
         token_verifier=http_auth[1] if http_auth else None,
     )
-    from server import approval_tools, host_tools, pattern_tools, resources, tools
+    server.redactor = redactor
+    from server import approval_tools, audit_tools, host_tools, pattern_tools, prompts, resources, tools
 
     tools.register(server, team)
     pattern_tools.register(server)
     approval_tools.register(server)
     resources.register(server)
     host_tools.register(server)
-    from server import audit_tools
-
     audit_tools.register(server)
+    prompts.register(server, team)
+    notifications.register(server)
     return server

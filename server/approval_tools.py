@@ -18,9 +18,7 @@ from server.follow import describe_run
 from server.principals import current_principal, own_action
 from server.schemas import ApprovalInfo, ApprovalList, DecisionResult
 
-ActionId = Annotated[
-    str, Field(min_length=1, max_length=64, description="An action_id from list_pending_approvals.")
-]
+ActionId = Annotated[str, Field(min_length=1, max_length=64, description="From list_pending_approvals.")]
 
 
 def register(server: MCPServer[Any]) -> None:
@@ -28,10 +26,10 @@ def register(server: MCPServer[Any]) -> None:
     @tool_errors
     async def list_pending_approvals(
         ctx: Context[Any, Any],
-        run_id: Annotated[str | None, Field(max_length=64, description="Only this run's actions.")] = None,
+        run_id: Annotated[str | None, Field(max_length=64, description="Only this run.")] = None,
     ) -> ApprovalList:
-        """Actions agents want to take that need a human decision: agent, tool, exact arguments, why, and when
-        the request expires. Show them to the user before calling approve_action."""
+        """Use when a run is awaiting_approval or the user asks what is waiting: actions that need a human
+        (agent, tool, exact arguments, reason, expiry). Show them to the user."""
         rt = state(ctx).runtime
         caller = current_principal()
         approvals = []
@@ -66,21 +64,17 @@ def register(server: MCPServer[Any]) -> None:
         ctx: Context[Any, Any],
         action_id: ActionId,
         decision: Annotated[Literal["approve", "deny"], Field(description="The user's decision.")],
-        reason: Annotated[
-            str, Field(max_length=2000, description="The user's reason, recorded in the audit.")
-        ] = "",
+        reason: Annotated[str, Field(max_length=2000, description="The user's reason.")] = "",
         digest: Annotated[
             str | None,
             Field(
                 max_length=64,
-                description="The digest list_pending_approvals showed; if given, the decision "
-                "applies only if the action is still exactly that one.",
+                description="As listed: the decision then applies only to exactly that action.",
             ),
         ] = None,
     ) -> DecisionResult:
-        """Record the USER's decision on a pending action. Only call this with an answer the user gave you
-        for this exact action (agent, tool, arguments); never decide on their behalf. The run resumes at once.
-        Some actions accept only a human channel (elicitation or `concertmaster approve ID`)."""
+        """Use only to pass on the USER's own decision on one pending action; never decide for them. The run
+        resumes at once. Some actions accept only elicitation or the CLI."""
         rt = state(ctx).runtime
         own_action(ctx, action_id)
         await rt.approvals.decide(

@@ -46,7 +46,8 @@ def register(server: MCPServer[Any]) -> None:
         sql: Annotated[str, Field(min_length=1, max_length=20_000, description="One SQLite SELECT.")],
         limit: Annotated[int, Field(ge=1, le=MAX_ROWS, description="Most rows to return.")] = 100,
     ) -> AuditRows:
-        """One read-only SELECT over the audit. Views: run_summary, run_cost_by_agent, tool_calls (tool as
+        """Use to answer questions about past runs (cost, agents, tool calls, approvals) with one read-only
+        SELECT over the audit. Views: run_summary, run_cost_by_agent, tool_calls (tool as
         server.tool, decision allowed/approved/denied/refused), transcript, guardrail_stops, approvals,
         model_calls, agent_usage, daily_cost; tables runs, steps, events (kind, JSON payload), pending_requests.
         Times are UTC ISO text (started_at >= date('now','-7 days')). Columns and kinds:

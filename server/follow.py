@@ -21,10 +21,13 @@ from server.bridge import (
     is_modern,
     state_run_id,
 )
+from server.notifications import send_log
+from server.progress import RunProgress
 from server.schemas import HostStep, PendingInfo, RunResult, run_result
 
 MAX_WAIT_SECONDS = 50.0
 PROGRESS_KINDS = {"step_started", "step_finished", "step_failed", "tool_called", "input_requested"}
+"""The events a follower reports (progress and a log message each)."""
 
 
 def wait_bounds(wait_seconds: float | None, default: float) -> float:
@@ -51,14 +54,17 @@ async def follow_run(
             except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # progress is best-effort (and this call may have stopped following); the audit has it all
 
+    progress = RunProgress(
+        rt.get_run(run_id), team_names=frozenset(rt.config.teams), max_turns=rt.limits.max_turns
+    )
+
     async def forward() -> None:
-        done = 0
         async for kind, payload in receive:
-            if kind == "step_finished":
-                done += 1
-            message = _progress_message(kind, payload)
-            await ctx.report_progress(done, None, message)
-            await ctx.info(f"[{run_id}] {message}")
+            update = progress.update(kind, payload, rt.reader)
+            message = rt.audit.redactor.text(update.message)  # errors may quote secrets
+            if update.progress is not None:
+                await ctx.report_progress(update.progress, update.total, message)
+            await send_log(ctx, "info", f"[{run_id}] {message}")
 
     unsubscribe = rt.subscribe(run_id, listener)
     try:
@@ -136,22 +142,3 @@ def _parse(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _progress_message(kind: str, payload: dict[str, Any]) -> str:
-    agent = payload.get("agent")
-    if kind == "step_started":
-        return f"{agent} started"
-    if kind == "step_finished":
-        return f"step finished in {payload.get('latency_ms', 0):.0f} ms"
-    if kind == "step_failed":
-        return f"step failed: {payload.get('error')}"
-    if kind == "tool_called":
-        return f"{agent} called {payload.get('tool')}"
-    if payload.get("kind") == HOST_STEP:
-        return "waiting for the host (submit_step)"
-    return (
-        "waiting for the client's model"
-        if payload.get("kind") == "sampling"
-        else f"waiting: {payload.get('kind')}"
-    )

@@ -8,6 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def version() -> str:
+    """The installed version of concertmaster (from the package metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("concertmaster")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def default_data_dir() -> Path:
     """The user's data directory for concertmaster (XDG on Linux, the platform's usual place elsewhere)."""
     if sys.platform == "win32":

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp_types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from orchestration.errors import InvalidInputError, UnknownAgentError
 from orchestration.runtime import Runtime
@@ -26,28 +26,27 @@ RUN_STARTER = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
 )
 
-Task = Annotated[
-    str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="What to do, in plain language.")
-]
+Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="What to do.")]
 Members = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=64)]],
-    Field(min_length=1, max_length=1000, description="Agent (or team) names, see list_agents."),
+    Field(min_length=1, max_length=1000),
+    WithJsonSchema(
+        {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Agent or team names."}
+    ),
 ]
 WaitSeconds = Annotated[
     float | None,
     Field(
         ge=0,
         le=MAX_WAIT_SECONDS,
-        description="Seconds to wait for the run to finish before returning its id and status (default 20; "
-        "the run goes on in the background either way).",
+        description="Wait this long, then return (default 20); the run goes on.",
     ),
 ]
 Control = Annotated[
     Literal["centralized", "decentralized", "federated", "hierarchical"] | None,
     Field(
-        description="Model of control: centralized (one orchestrator routes everything), decentralized (agents "
-        "hand off among themselves by their routes), federated (each group sees only its own messages plus "
-        "what is declared across), hierarchical (teams inside teams)."
+        description="centralized (default), decentralized (agents route), federated (groups see only their "
+        "own) or hierarchical (teams in teams)."
     ),
 ]
 
@@ -73,7 +72,13 @@ if TYPE_CHECKING:
 else:
     LimitOverrides = _overrides_of(Limits)
 
-LimitsArg = Annotated[LimitOverrides | None, Field(description="Guardrails for this run (optional).")]
+LIMITS_SCHEMA = {
+    "type": "object",
+    "description": f"Guardrail overrides, as in config [limits]: {', '.join(Limits.model_fields)}.",
+}
+# The same limits in six tools were a third of what the host model reads of tools/list: the schema it sees is
+# this one line; the arguments are still validated by LimitOverrides (bounds, unknown names).
+LimitsArg = Annotated[LimitOverrides | None, WithJsonSchema(LIMITS_SCHEMA)]
 
 
 def check_task(task: str, field: str = "task") -> str:

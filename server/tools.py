@@ -26,22 +26,16 @@ from server.starting import (
     start_and_follow,
 )
 
-AgentName = Annotated[
-    str, Field(min_length=1, max_length=64, description="An agent's name (see list_agents).")
-]
+AgentName = Annotated[str, Field(min_length=1, max_length=64, description="Agent name (list_agents).")]
 Task = Annotated[
     str,
-    Field(
-        min_length=1, max_length=MAX_TASK_CHARS, description="What the agent should do, in plain language."
-    ),
+    Field(min_length=1, max_length=MAX_TASK_CHARS, description="What to do."),
 ]
 Context_ = Annotated[
     str | None,
-    Field(max_length=MAX_TASK_CHARS, description="Background the agent needs (documents, constraints)."),
+    Field(max_length=MAX_TASK_CHARS, description="Background: documents, constraints."),
 ]
-RunId = Annotated[
-    str, Field(min_length=1, max_length=64, description="A run id returned by a run-starting tool.")
-]
+RunId = Annotated[str, Field(min_length=1, max_length=64, description="A run id.")]
 
 READER = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -52,7 +46,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     @server.tool(title="List the agents", annotations=READER)
     @tool_errors
     async def list_agents(ctx: Context[Any, Any]) -> AgentList:
-        """The team: each agent's name, what it is for, and which model it would run on now."""
+        """Use first, to see the team: each agent's name, what it is for, and the model it would run on now."""
         app = state(ctx)
         rt = app.runtime
         sampler = sampler_for(ctx, rt.pending, 1.0)
@@ -83,14 +77,12 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         context: Context_ = None,
         allow_handoffs: Annotated[
             bool,
-            Field(
-                description="Let the agent hand the task to another agent its routes allow (a handoff run)."
-            ),
+            Field(description="Let it hand the task on, by its routes."),
         ] = False,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """Give one agent a task. Returns when the run ends or after wait_seconds (then follow with get_run),
-        with the run id, status, output, error and usage (tokens, cost, latency)."""
+        """Use for one task by one agent (the simplest way to get work done). Returns the run id, status, output
+        and usage; if it is not done within wait_seconds, follow it with get_run."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime
@@ -119,9 +111,8 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
             bool, Field(description="Add the run as a Mermaid diagram (sequence; DAG for plans).")
         ] = False,
     ) -> RunResult | InputRequiredResult:
-        """A run's status, output, error and usage. With wait_seconds > 0, waits that long for it to finish
-        first. On clients of the 2026-07-28 protocol this call also carries the run's requests for the client's
-        model."""
+        """Use to follow a run that returned done=false: status, output, usage; waits up to wait_seconds for the
+        end. On 2026-07-28 clients it also carries the run's requests for your model."""
         followed = await resume_followed(ctx)
         rt = state(ctx).runtime
         run = own_run(ctx, followed or run_id)
@@ -140,7 +131,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     @tool_errors
     async def list_runs(
         ctx: Context[Any, Any],
-        limit: Annotated[int, Field(ge=1, le=200, description="How many runs, newest first.")] = 20,
+        limit: Annotated[int, Field(ge=1, le=200, description="Newest first.")] = 20,
         status: Annotated[
             Literal[
                 "running",
@@ -158,7 +149,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
         ] = None,
         pattern: Annotated[str | None, Field(max_length=32, description="Only runs of this pattern.")] = None,
     ) -> RunList:
-        """Recent runs with their status, agents, tokens and cost."""
+        """Use to find earlier runs: recent runs with status, agents, tokens and cost."""
         caller = current_principal()
         rows = state(ctx).runtime.reader.runs(
             limit=limit, status=status, pattern=pattern, principal=None if caller.approver else caller.name
@@ -190,7 +181,7 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     )
     @tool_errors
     async def cancel_run(ctx: Context[Any, Any], run_id: RunId) -> RunResult:
-        """Stop a run that is still in progress. The steps it finished stay in the audit."""
+        """Use to stop a run that is still going; its finished steps stay in the audit."""
         rt = state(ctx).runtime
         own_run(ctx, run_id)
         run = await rt.cancel(run_id)
@@ -206,8 +197,8 @@ def register(server: MCPServer[Any], team: TeamConfig) -> None:
     async def resume_run(
         ctx: Context[Any, Any], run_id: RunId, wait_seconds: WaitSeconds = None
     ) -> RunResult | InputRequiredResult:
-        """Continue an `interrupted` run where it stopped (runs resume by themselves after a restart unless
-        `[runs] resume = "manual"` or they crashed the server too often). Recorded work is not redone."""
+        """Use for a run left `interrupted`: it continues where it stopped, recorded work is not redone (runs
+        resume by themselves after a restart unless configured otherwise)."""
         rt = state(ctx).runtime
         own_run(ctx, run_id)
         run = await rt.resume_run(run_id)

@@ -104,6 +104,7 @@ EVENT_KINDS: dict[str, str] = {
     "approval_decided": "a human decided an action (decision, reason, channel, decided_by, digest)",
     "approval_rejected": "a decision was refused (unknown, replayed, expired, forged, mismatched, wrong channel)",
     "budget_extended": "a human extended a token/USD budget (on_budget = ask)",
+    "budget_exceeded": "a model call's actual use passed a token/USD budget (limit, used, max); the next call stops the run",
     "handoff": "an agent handed the task over (transfer) or asked another (consult)",
     "escalated": "a handoff run gave the task back (loop_detected, max_handoffs)",
     "checkpoint": "a sequential checkpoint passed or failed an output",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestration.audit.redact import redact_params
 from orchestration.audit.schema import migrate, now
 from orchestration.errors import AuditError, AuditUnavailable, WriteConflict
 from policies.redaction import Redactor
@@ -192,7 +193,7 @@ class AuditLog:
                 conn = connect(self.path, busy_timeout_s=self.busy_timeout_s)
                 migrate(conn)
                 return conn
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:  # not a database, a directory, no permission, no room
                 if conn is not None:
                     conn.close()
                 if not (_unwritable(exc) and time.monotonic() < deadline):
@@ -326,11 +327,11 @@ class AuditLog:
         redact = self.redactor
         if write.guard is not None:
             sql, params = write.guard
-            if conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params]).rowcount == 0:
+            if conn.execute(sql, redact_params(redact, sql, params)).rowcount == 0:
                 # the guard changed nothing, so neither has this write: the rest of the batch goes on
                 return WriteConflict("the row changed before this write (another writer won)"), seq, prev
         for sql, params in write.statements:
-            conn.execute(sql, [redact.text(p) if isinstance(p, str) else p for p in params])
+            conn.execute(sql, redact_params(redact, sql, params))  # free text and JSON values, not our ids
         seqs = []
         for ev in write.events:
             seq += 1

@@ -368,4 +368,10 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 def now() -> str:
     """The current UTC time as the audit writes it: ISO 8601 with milliseconds and a `Z`."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return timestamp(datetime.now(UTC))
+
+
+def timestamp(when: datetime) -> str:
+    """`when` as the audit writes every time (`2026-11-25T05:24:04.083Z`): one format, so text comparisons in
+    SQL (`expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`) and sorting are right."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

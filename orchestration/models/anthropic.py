@@ -7,9 +7,11 @@ whose message says how to fix the problem and never contains the key.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
+import anyio
 
 from orchestration.errors import ProviderError
 from orchestration.models.base import Message, ModelRequest, ModelResponse, ToolCall, Usage
@@ -18,6 +20,16 @@ from orchestration.models.pricing import PriceTable, load_prices
 # `CredentialsError` (profiles, workload identity) is newer than the oldest SDK we allow; () matches nothing.
 CREDENTIALS_ERRORS: tuple[type[Exception], ...] = tuple(
     e for e in (getattr(anthropic, "CredentialsError", None),) if isinstance(e, type)
+)
+
+
+# What a 200 with a body that is not a Messages API reply raises, in the SDK or while reading its fields.
+MALFORMED: tuple[type[Exception], ...] = (
+    json.JSONDecodeError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    ValueError,
 )
 
 
@@ -72,6 +84,7 @@ class AnthropicProvider:
         self.model = model
         self.prices = prices or load_prices()
         self._api_key = api_key
+        self._max_retries = max_retries
         try:
             self.client = anthropic.AsyncAnthropic(
                 api_key=api_key,
@@ -101,19 +114,46 @@ class AnthropicProvider:
                 {"name": t.name, "description": t.description, "input_schema": t.input_schema}
                 for t in request.tools
             ]
-        try:
-            response = await self.client.messages.create(**kwargs)
-        except anthropic.APIError as exc:
-            message, kind, retryable = self._describe(exc)
-            raise ProviderError(self.redact_secret(message), kind=kind, retryable=retryable) from None
-        except CREDENTIALS_ERRORS as exc:  # a profile's token that could not be refreshed
-            raise ProviderError(self.redact_secret(_credentials_help(exc)), kind="auth") from None
+        # A 200 whose body is not a Messages API reply (a proxy's error page, a cut-off body) is retried like
+        # a 5xx, then reported as the API's failure, never as an internal error.
+        for attempt in range(self._max_retries + 1):
+            try:
+                response = await self.client.messages.create(**kwargs)
+            except anthropic.APIError as exc:
+                message, kind, retryable = self._describe(exc)
+                raise ProviderError(self.redact_secret(message), kind=kind, retryable=retryable) from None
+            except CREDENTIALS_ERRORS as exc:  # a profile's token that could not be refreshed
+                raise ProviderError(self.redact_secret(_credentials_help(exc)), kind="auth") from None
+            except MALFORMED as exc:
+                problem = exc
+            else:
+                try:
+                    return self._response(response)
+                except MALFORMED as exc:
+                    problem = exc
+            if attempt < self._max_retries:
+                await anyio.sleep(0.25 * (attempt + 1))
+        raise ProviderError(
+            self.redact_secret(
+                f"the Anthropic API answered with a malformed reply ({type(problem).__name__}: {problem})"[
+                    :300
+                ]
+                + "; retry later, and check ANTHROPIC_BASE_URL if a proxy is in between"
+            ),
+            kind="server",
+            retryable=True,
+        )
+
+    def _response(self, response: Any) -> ModelResponse:
+        """The SDK's message as ours; raises one of `MALFORMED` when it is not shaped like a message."""
         text = "".join(b.text for b in response.content if b.type == "text")
         calls = tuple(
             ToolCall(id=b.id, name=b.name, arguments=dict(b.input))
             for b in response.content
             if b.type == "tool_use"
         )
+        if not isinstance(text, str) or not isinstance(response.model, str):
+            raise TypeError("the reply has no text or model")
         usage = usage_of(response.usage)
         return ModelResponse(
             text=text,

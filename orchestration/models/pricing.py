@@ -52,9 +52,10 @@ def _read(path: Path) -> dict[str, Price]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return {model: Price(**{k: float(row[k]) for k in KEYS}) for model, row in data.items()}
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:200]  # one line, whatever the parser said
         raise ConfigError(
-            f"price table {path} is invalid ({type(exc).__name__}: {exc}); each [model] needs {', '.join(KEYS)}"
+            f"price table {path} is invalid ({type(exc).__name__}: {detail}); each [model] needs {', '.join(KEYS)}"
         ) from None
 
 

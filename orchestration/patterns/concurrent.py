@@ -17,14 +17,17 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestration.approvals import request_approval
 from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import ConcertmasterError
-from orchestration.step import StepFailed
+from orchestration.outcomes import StepFailed
+from policies import linear
 
-# `**` is tolerated because models like to bold these lines
-CONFIDENCE_LINE = re.compile(r"^[\s*_]*CONFIDENCE[*_]*\s*:[\s*_]*([0-9]*\.?[0-9]+)\s*(%?)", re.I | re.M)
-FINAL_LINE = re.compile(r"^[\s*_]*FINAL ANSWER[*_]*\s*:[\s*_]*(.*?)[\s*_]*$", re.I | re.M)
+# `**` is tolerated because models like to bold these lines. Linear time (RE2): with `re` a reply of many
+# blank lines took quadratic time on the event loop.
+CONFIDENCE_LINE = linear.compile_pattern(r"(?im)^[\s*_]*CONFIDENCE[*_]*\s*:[\s*_]*([0-9]*\.?[0-9]+)\s*(%?)")
+FINAL_LINE = linear.compile_pattern(r"(?im)^[\s*_]*FINAL ANSWER[*_]*\s*:[\s*_]*(.*?)[\s*_]*$")
 TRAILING_PUNCTUATION = ".,;:!?…"
 
 Rule = Literal["all", "majority", "confidence", "judge"]
@@ -343,8 +346,6 @@ async def escalate(
     )
     if not ctx.can_ask_human:
         return Outcome(listing(answers), "stopped", "escalation_required", unresolved, data=data)
-    from orchestration.approvals import request_approval
-
     verdict = await request_approval(
         ctx,
         agent=leading.agent,

@@ -19,8 +19,8 @@ from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import InvalidInputError
 from orchestration.models.base import Message
+from orchestration.outcomes import StepFailed, StepResult
 from orchestration.parsing import extract_json
-from orchestration.step import StepFailed, StepResult
 from orchestration.visibility import visible_text
 
 MAX_TURNS = 100

@@ -19,8 +19,8 @@ from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import GuardrailTripped
 from orchestration.models.base import Message, ToolSpec
+from orchestration.outcomes import AgentTool, ToolCallContext, ToolOutcome
 from orchestration.patterns.delegate import task_prompt
-from orchestration.step import AgentTool, ToolCallContext, ToolOutcome
 from policies.routing import may_route
 
 MESSAGE_SCHEMA = {

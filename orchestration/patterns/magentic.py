@@ -28,9 +28,9 @@ from orchestration.config import describe_validation_error, validated
 from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import GuardrailTripped, InvalidInputError
 from orchestration.models.base import Message
+from orchestration.outcomes import StepFailed
 from orchestration.parsing import extract_json
 from orchestration.patterns.group_chat import describe, speak
-from orchestration.step import StepFailed
 from orchestration.visibility import visible_text
 
 MAX_ROUNDS = 200

@@ -21,8 +21,8 @@ from orchestration.context import Outcome, RunBody, RunContext
 from orchestration.errors import GuardrailTripped
 from orchestration.models.base import Usage
 from orchestration.models.pricing import load_prices
+from orchestration.outcomes import StepFailed
 from orchestration.parsing import extract_json
-from orchestration.step import StepFailed
 
 
 class Subtask(BaseModel):

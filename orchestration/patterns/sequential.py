@@ -6,7 +6,6 @@ stops the chain with the reason instead of handing a bad output to the next agen
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestration.config import validated
 from orchestration.context import Outcome, RunBody, RunContext
+from policies import linear
 
 
 class Checkpoint(BaseModel):
@@ -25,9 +25,13 @@ class Checkpoint(BaseModel):
         None, description="A check agent; it is asked to answer PASS or FAIL: <reason> about each output."
     )
     must_match: str | None = Field(
-        None, description="A regular expression each output must contain a match of."
+        None,
+        description="A regular expression each output must contain a match of (RE2 syntax, linear time: "
+        "backreferences and lookaround are refused).",
     )
-    must_not_match: str | None = Field(None, description="A regular expression no output may match.")
+    must_not_match: str | None = Field(
+        None, description="A regular expression no output may match (RE2 syntax, as must_match)."
+    )
     min_chars: int = Field(1, ge=0, description="Shortest acceptable output (1: not empty).")
     max_chars: int | None = Field(None, ge=1, description="Longest acceptable output.")
     check_last: bool = Field(False, description="Also check the last agent's output.")
@@ -35,12 +39,8 @@ class Checkpoint(BaseModel):
     @field_validator("must_match", "must_not_match")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        # refused here when it needs backtracking: the output it is matched against is a model's
+        return None if value is None else linear.checked(value)
 
 
 class SequentialOptions(BaseModel):
@@ -62,9 +62,9 @@ async def run_checkpoint(
         return False, f"the output is shorter than {checkpoint.min_chars} characters"
     if checkpoint.max_chars is not None and len(output) > checkpoint.max_chars:
         return False, f"the output is longer than {checkpoint.max_chars} characters"
-    if checkpoint.must_match and not re.search(checkpoint.must_match, output):
+    if checkpoint.must_match and not linear.compile_pattern(checkpoint.must_match).search(output):
         return False, f"the output does not match {checkpoint.must_match!r}"
-    if checkpoint.must_not_match and re.search(checkpoint.must_not_match, output):
+    if checkpoint.must_not_match and linear.compile_pattern(checkpoint.must_not_match).search(output):
         return False, f"the output matches {checkpoint.must_not_match!r}"
     if checkpoint.agent:
         verdict = await ctx.step(

@@ -38,37 +38,32 @@ def register(server: MCPServer[Any]) -> None:
         reconcile: Annotated[
             Literal["all", "majority", "confidence", "judge"],
             Field(
-                description="all: every answer, labelled by agent; majority: a vote on normalised answers (a "
-                "`FINAL ANSWER:` line if given; a tie is a disagreement); confidence: each agent ends with "
-                "`CONFIDENCE: <0..1>`, the highest wins; judge: the judge agent picks or merges."
+                description="all: every answer; majority: a vote (a `FINAL ANSWER:` line counts); confidence: the highest `CONFIDENCE: <0..1>`; judge: the judge picks or merges."
             ),
         ] = "all",
         judge: Annotated[
             str | None,
             Field(
                 max_length=64,
-                description="The judge agent; required by reconcile='judge' and on_disagreement='judge'.",
+                description="Judge agent (for judge in reconcile or on_disagreement).",
             ),
         ] = None,
         threshold: Annotated[
             float,
-            Field(ge=0, le=1, description="reconcile='confidence': the lowest confidence that can win."),
+            Field(ge=0, le=1, description="Lowest confidence that can win."),
         ] = 0.5,
         on_disagreement: Annotated[
             Literal["judge", "fail", "escalate"],
             Field(
-                description="A tie or no confident answer. judge: the judge decides; fail: the run stops "
-                "(`disagreement`) with every answer; escalate: a human accepts the leading answer or not "
-                "(approve_action, elicitation or the CLI)."
+                description="On a tie or no confident answer: the judge decides, fail (with every answer), or escalate to a human."
             ),
         ] = "fail",
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """Agents answer the same task at the same time (N agents take about as long as the slowest one); their
-        answers are reconciled by `reconcile`, a disagreement is settled by `on_disagreement`, and an agent
-        that fails is left out (the run fails only if all do). The `reconciled` audit event shows the votes."""
+        """Use for independent answers to the same task at once (second opinions, votes): N agents take about one
+        agent's time. reconcile combines the answers; on_disagreement settles a tie."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

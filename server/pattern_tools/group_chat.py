@@ -40,22 +40,19 @@ def register(server: MCPServer[Any]) -> None:
             Field(
                 ge=1,
                 le=MAX_TURNS,
-                description="Participant turns before the chat is resolved (default: the max_turns limit).",
+                description="Turns before it is resolved (default: the max_turns limit).",
             ),
         ] = None,
         speaker_selection: Annotated[
             Literal["round_robin", "manager"],
-            Field(
-                description="round_robin (in the order given), or manager (the manager picks each speaker)."
-            ),
+            Field(description="round_robin (in order) or manager (it picks)."),
         ] = "round_robin",
         manager: Annotated[
             str | None,
             Field(
                 min_length=1,
                 max_length=64,
-                description="The chat manager: picks speakers and/or summarises at max_turns. Without a group it "
-                "sees everything; with one, only what its group may see.",
+                description="Picks speakers and/or summarises; with a group it sees only its group's messages.",
             ),
         ] = None,
         termination_phrase: Annotated[
@@ -63,23 +60,19 @@ def register(server: MCPServer[Any]) -> None:
             Field(
                 min_length=1,
                 max_length=64,
-                description="A message containing it ends the chat (default TERMINATE).",
+                description="A message with it ends the chat.",
             ),
         ] = "TERMINATE",
         resolution: Annotated[
             Literal["summarize", "last_proposal"] | None,
-            Field(
-                description="At max_turns: summarize (the manager states the conclusion; default with a manager) "
-                "or last_proposal (the last message stands; default without)."
-            ),
+            Field(description="At max_turns: summarize (by the manager; default with one) or last_proposal."),
         ] = None,
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """Agents discuss the topic on a shared transcript (under federated control each group sees only its own
-        messages and what is shared with `SHARE:`). Ends on the manager's conclusion, the termination phrase, or
-        max_turns (then status `stopped` with the default resolution as output)."""
+        """Use for a discussion or debate among agents on a shared transcript. Ends on the manager's conclusion,
+        the termination phrase, or max_turns (status stopped, resolution as output)."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

@@ -28,33 +28,24 @@ def register(server: MCPServer[Any]) -> None:
     @tool_errors
     async def run_handoff(
         ctx: Context[Any, Any],
-        agent: Annotated[
-            str, Field(min_length=1, max_length=64, description="The agent that takes the task first.")
-        ],
+        agent: Annotated[str, Field(min_length=1, max_length=64, description="First agent.")],
         task: Task,
         agents: Annotated[
             list[str] | None,
-            Field(
-                description="Agents that may take part (default: the whole team). Each agent's `routes` "
-                "decide whom it may hand to."
-            ),
+            Field(description="Who may take part (default: all)."),
         ] = None,
-        context: Annotated[
-            str | None, Field(max_length=100_000, description="Background for the task.")
-        ] = None,
+        context: Annotated[str | None, Field(max_length=100_000, description="Background.")] = None,
         control: Annotated[
             Literal["decentralized", "federated", "hierarchical"],
             Field(
-                description="decentralized: routes as configured; federated: a route across groups must be "
-                "listed explicitly and only the handover note crosses the boundary."
+                description="decentralized (routes as configured), federated (cross-group routes must be explicit; only the handover note crosses) or hierarchical."
             ),
         ] = "decentralized",
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """An agent takes the task and may transfer it to another agent (transfer_to_X) or ask one
-        (consult_X). Stops with the partial result and an explanation when handoffs loop (A->B->A->B) or pass
-        max_handoffs. Returns the final answer and the path of agents."""
+        """Use when agents should route the task themselves: each may transfer_to_X or consult_X another agent
+        its routes allow. Loops and max_handoffs stop it with the partial result and the path."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

@@ -40,7 +40,7 @@ def register(server: MCPServer[Any]) -> None:
             list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
             Field(
                 max_length=1000,
-                description="The agents (or teams) the manager directs (default: every agent but the manager).",
+                description="Who the manager directs (default: all but it).",
             ),
         ] = None,
         manager: Annotated[
@@ -48,8 +48,7 @@ def register(server: MCPServer[Any]) -> None:
             Field(
                 min_length=1,
                 max_length=64,
-                description=f"The manager that keeps the ledgers (default: the agent `{DEFAULT_MANAGER}`, "
-                "required when the team has none).",
+                description="Keeps the ledgers (default: planner).",
             ),
         ] = None,
         max_rounds: Annotated[
@@ -57,24 +56,21 @@ def register(server: MCPServer[Any]) -> None:
             Field(
                 ge=1,
                 le=MAX_ROUNDS,
-                description="Rounds in the whole run, replans included (default: the max_turns limit).",
+                description="Rounds, replans included (default: the max_turns limit).",
             ),
         ] = None,
         max_stalls: Annotated[
             int,
-            Field(ge=0, le=50, description="Stalled rounds in a row tolerated before the manager replans."),
+            Field(ge=0, le=50, description="Stalled rounds in a row before a replan."),
         ] = 3,
-        max_resets: Annotated[
-            int, Field(ge=0, le=20, description="Replans allowed before the run stops (max_resets).")
-        ] = 2,
+        max_resets: Annotated[int, Field(ge=0, le=20, description="Replans before the run stops.")] = 2,
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """A manager writes a task ledger (facts, guesses, plan), then each round a progress ledger: is the goal
-        met, is the work looping, is it progressing, who does what next. Stalled rounds make it replan. Returns
-        the manager's final answer, or (status `stopped`, reason max_rounds / max_resets) its best partial
-        answer. Every ledger is in the run's audit events."""
+        """Use for an open-ended goal whose steps are not known in advance: a manager keeps a ledger, picks who
+        acts each round and replans when stuck. If the goal splits into subtasks up front,
+        plan_and_execute is cheaper."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

@@ -36,24 +36,22 @@ def register(server: MCPServer[Any]) -> None:
         goal: Task,
         agents: Annotated[
             list[str] | None,
-            Field(description="Executors (default: every agent but the planner and evaluator)."),
+            Field(description="Executors (default: the rest of the team)."),
         ] = None,
-        planner: Annotated[
-            str | None, Field(max_length=64, description="Planner agent (default: `planner`).")
-        ] = None,
+        planner: Annotated[str | None, Field(max_length=64, description="Default: planner.")] = None,
         evaluator: Annotated[
-            str | None, Field(max_length=64, description="Evaluator agent (optional).")
+            str | None, Field(max_length=64, description="Scores the result (optional).")
         ] = None,
-        threshold: Annotated[float, Field(ge=0, le=1, description="Lowest passing evaluator score.")] = 0.7,
-        max_replans: Annotated[int, Field(ge=0, le=10, description="Plan revisions after a low score.")] = 2,
-        dry_run: Annotated[bool, Field(description="Return the plan and its estimated cost only.")] = False,
+        threshold: Annotated[float, Field(ge=0, le=1, description="Lowest passing score.")] = 0.7,
+        max_replans: Annotated[int, Field(ge=0, le=10, description="Revisions after a low score.")] = 2,
+        dry_run: Annotated[bool, Field(description="Only plan and estimate the cost.")] = False,
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """The planner returns a plan (subtasks, the agent for each, dependencies); it is validated (a bad plan
-        is asked for again once) and run as a DAG, independent subtasks in parallel; an optional evaluator
-        scores the result and the planner revises up to max_replans. dry_run returns the plan and its cost."""
+        """Use for a goal that splits into subtasks up front: a planner assigns them to agents with dependencies,
+        independent ones run in parallel, an optional evaluator can ask for a revised plan. dry_run:
+        the plan and its cost only."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

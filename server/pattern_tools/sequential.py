@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from pydantic import Field
+from pydantic import WithJsonSchema
 
 from orchestration.patterns.sequential import Checkpoint
 from orchestration.spec import RunSpec
@@ -26,6 +26,18 @@ from server.starting import (
     start_and_follow,
 )
 
+CHECKPOINT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in ("must_match", "must_not_match", "agent")},
+        **{name: {"type": "integer"} for name in ("min_chars", "max_chars")},
+        "check_last": {"type": "boolean"},
+    },
+    "description": "Checks between steps; a failure stops the chain: must_match / must_not_match (regex), "
+    "min_chars, max_chars, agent (answers PASS or FAIL: reason), check_last (check the last output too).",
+}
+"""What the host model reads of `checkpoint`; the argument is still validated by `Checkpoint`."""
+
 
 def register(server: MCPServer[Any]) -> None:
     @server.tool(title="Run agents in sequence", annotations=RUN_STARTER)
@@ -34,18 +46,13 @@ def register(server: MCPServer[Any]) -> None:
         ctx: Context[Any, Any],
         agents: Members,
         task: Task,
-        checkpoint: Annotated[
-            Checkpoint | None,
-            Field(
-                description="Validation between steps: rules and/or a check agent; a failure stops the chain."
-            ),
-        ] = None,
+        checkpoint: Annotated[Checkpoint | None, WithJsonSchema(CHECKPOINT_SCHEMA)] = None,
         control: Control = None,
         limits: LimitsArg = None,
         wait_seconds: WaitSeconds = None,
     ) -> RunResult | InputRequiredResult:
-        """Agents work one after another; each receives the task and the previous agent's output. Returns the
-        last output (or, if a checkpoint fails, the output that failed it and why the chain stopped)."""
+        """Use when each agent builds on the previous one's output (research, then write, then review). Returns
+        the last output; a failed checkpoint stops the chain and says why."""
         if (followed := await followed_retry(ctx, wait_seconds)) is not None:
             return followed
         rt = state(ctx).runtime

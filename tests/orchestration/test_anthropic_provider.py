@@ -315,3 +315,38 @@ def test_an_invalid_price_file_is_a_config_error(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("CONCERTMASTER_PRICES", str(bad))
     with pytest.raises(ConfigError, match="output"):
         load_prices()
+
+
+class Malformed(Server):
+    """Answers 200 with a body that is not a Messages API reply, then from the queue."""
+
+    def __init__(self, bodies: list[bytes], *answers: tuple[int, dict[str, Any]]) -> None:
+        super().__init__(*answers)
+        self.bodies = bodies
+
+    def handler(self, request: httpx2.Request) -> httpx2.Response:
+        if self.bodies:
+            self.requests.append(request)
+            return httpx2.Response(
+                200, content=self.bodies.pop(0), headers={"content-type": "application/json"}
+            )
+        return super().handler(request)
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"", b"[]", b'{"id": "msg_1"}', b'{"content": "x", "model": 1}']
+)
+async def test_a_malformed_200_is_a_clear_retryable_provider_error(body: bytes) -> None:
+    with pytest.raises(ProviderError) as info:
+        await provider(Malformed([body])).complete(REQUEST)
+    error = info.value
+    assert error.kind == "server" and error.retryable
+    assert error.message.startswith("the Anthropic API answered with a malformed reply (")
+    assert "retry later" in error.message and KEY not in error.message
+
+
+async def test_a_malformed_200_is_retried_like_a_server_error() -> None:
+    server = Malformed([b"{not json"], (200, reply([{"type": "text", "text": "second try"}])))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(server.handler))
+    response = await AnthropicProvider("m", api_key=KEY, http_client=client, max_retries=1).complete(REQUEST)
+    assert response.text == "second try" and len(server.requests) == 2

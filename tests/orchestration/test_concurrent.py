@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from orchestration.audit.log import AuditLog
@@ -105,11 +105,21 @@ def data(db: Path, run_id: str) -> dict[str, Any]:
 
 # -- parallelism -------------------------------------------------------------------------------------------
 async def test_agents_run_in_parallel_not_one_after_another(db: Path) -> None:
-    models = {n: ScriptedModel(latency=0.2) for n in "abcde"}
-    started = time.perf_counter()
-    result = await run(db, models, panel(ConcurrentOptions(), agents="abcde"))
+    # each agent answers only once all five are asking at the same time: one after another would never finish
+    asking, everyone = 0, anyio.Event()
+
+    async def together(request: Any) -> str:
+        nonlocal asking
+        asking += 1
+        if asking == 5:
+            everyone.set()
+        await everyone.wait()
+        return f"{request.agent} answered"
+
+    models = {n: ScriptedModel(respond=together) for n in "abcde"}
+    with anyio.fail_after(60):  # bounds a deadlock (the sequential case); not what the test measures
+        result = await run(db, models, panel(ConcurrentOptions(), agents="abcde"))
     assert result["status"] == "succeeded"
-    assert time.perf_counter() - started < 0.6  # one after another would take 1.0 s
     assert all(len(models[n].requests) == 1 for n in "abcde")
 
 

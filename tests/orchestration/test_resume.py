@@ -275,15 +275,36 @@ async def test_manual_mode_leaves_the_run_interrupted_until_resumed(db: Path) ->
     assert run["status"] == "succeeded"
 
 
+def crashed(db: Path) -> None:
+    """As if the run's server had died instead of stopping (a crash leaves its lease unreleased)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("update runs set lease_expires = 1 where lease_expires = 0")
+    conn.close()
+
+
 async def test_a_run_that_keeps_crashing_is_not_resumed_automatically_again(db: Path) -> None:
     capped = lease_team(max_auto_resumes=1)
     run_id = await stop_while_blocked(db, SEQ, block="b", config=capped)
+    crashed(db)
     blocked = Gate("b")  # the first resume dies at the same point
     async with runtime(db, blocked.model, config=capped):
         await blocked.arrived.wait()
+    crashed(db)
     async with runtime(db, ScriptedModel(), config=capped) as rt:
         run = rt.get_run(run_id)
     assert run["status"] == "interrupted" and run["stop_reason"] == "resume_limit"
+
+
+async def test_clean_restarts_do_not_count_toward_the_automatic_resume_cap(db: Path) -> None:
+    capped = lease_team(max_auto_resumes=1)
+    run_id = await stop_while_blocked(db, SEQ, block="b", config=capped)
+    for _ in range(3):  # the host app quit and came back three times
+        again = Gate("b")
+        async with runtime(db, again.model, config=capped):
+            await again.arrived.wait()
+    run = await finish(db, ScriptedModel(), run_id, config=capped)
+    assert run["status"] == "succeeded" and run["resumes"] == 0
 
 
 async def test_cancelling_a_run_whose_server_is_gone(db: Path) -> None:

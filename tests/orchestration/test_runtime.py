@@ -20,7 +20,7 @@ from tests.conftest import team
 
 pytestmark = pytest.mark.anyio
 
-TEAM = team(a={"model": "scripted"}, b={"model": "scripted"})
+TEAM = team(a={"model": "scripted", "max_tokens": 60}, b={"model": "scripted"})  # replies fit budgets
 
 
 class Failing:

@@ -163,15 +163,18 @@ async def test_get_run_follows_a_run_past_wait_seconds(db: Path) -> None:
 
 
 async def test_progress_notifications_are_sent_while_waiting(db: Path) -> None:
-    seen: list[tuple[float, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        seen.append((progress, message))
+        seen.append((progress, total, message))
 
     async with Client(server(db), mode="legacy") as client:
         await client.call_tool("delegate_task", {"agent": "slow", "task": "t"}, progress_callback=on_progress)
-    assert any(m and "slow started" in m for _, m in seen)
-    assert any(m and "step finished" in m for _, m in seen)
+    values = [p for p, _, _ in seen]
+    assert values == sorted(set(values)) and values[-1] == 1  # strictly increasing, one step
+    assert all(total == 1 for _, total, _ in seen)
+    assert seen[0][2].startswith("slow is working") and seen[-1][2].startswith("slow finished")
+    assert "tokens" in seen[-1][2] and "so far" in seen[-1][2]
 
 
 async def test_cancel_run_stops_it_and_keeps_what_was_recorded(db: Path) -> None:
