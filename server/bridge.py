@@ -170,9 +170,12 @@ async def elicit_approvals(ctx: Context[Any, Any], rt: Runtime, run_id: str) -> 
             choice, reason = "deny", "declined in the client"
         else:
             return decided  # dismissed: leave it pending for approve_action or the CLI
-        await rt.approvals.decide(
-            request.id, choice, reason, channel="elicitation", decided_by="user (elicitation)"
-        )
+        try:
+            await rt.approvals.decide(
+                request.id, choice, reason, channel="elicitation", decided_by="user (elicitation)"
+            )
+        except InvalidInputError:
+            pass  # decided meanwhile elsewhere (the CLI, another client): refused and audited by decide()
         decided = True
     return decided
 
