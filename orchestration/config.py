@@ -163,6 +163,33 @@ class RunsConfig(BaseModel):
     )
 
 
+class EngineConfig(BaseModel):
+    """`[engine]`: where runs execute. `embedded` (default): in the serving process, durable through the audit;
+    `temporal`: as Temporal workflows run by `concertmaster worker` processes on any machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["embedded", "temporal"] = Field(
+        "embedded", description="embedded: runs execute in the server process; temporal: on Temporal workers."
+    )
+    address: str = Field(
+        "127.0.0.1:7233",
+        min_length=3,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$",
+        description="host:port of the Temporal frontend (kind = 'temporal').",
+    )
+    namespace: str = Field(
+        "default", min_length=1, max_length=200, description="Temporal namespace the runs live in."
+    )
+    task_queue: str = Field(
+        "concertmaster",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        description="Task queue the workers poll for runs (workflows), model calls and tool calls.",
+    )
+
+
 class TeamConfig(BaseModel):
     """The whole config file."""
 
@@ -183,6 +210,9 @@ class TeamConfig(BaseModel):
     )
     limits: Limits = Field(default_factory=Limits, description="Default guardrail limits of every run.")
     runs: RunsConfig = Field(default_factory=RunsConfig, description="Resuming runs after a restart.")
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="Where runs execute: embedded (default) or temporal."
+    )
     default_model: str = Field(
         "claude-sonnet-4-5", description="Anthropic model used by `auto` agents when an API key is set."
     )

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from orchestration.audit.log import AuditLog
 from orchestration.config import TeamConfig, describe_validation_error, load_config
 from orchestration.context import ProviderFactory
+from orchestration.engines import runtime_for
 from orchestration.errors import ConcertmasterError
 from orchestration.governance import PolicyBook
 from orchestration.models.pricing import load_prices
@@ -151,7 +152,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         await preload(team)  # the Anthropic SDK is imported off the event loop, before any run needs it
-        async with Runtime(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
+        async with runtime_for(team, AuditLog(settings.db, redactor), providers=providers) as runtime:
             async with notifications.watch_list_changes(server, runtime.reader):
                 yield AppState(runtime, settings)
 

@@ -51,6 +51,9 @@ class Write:
     guard: tuple[str, Sequence[Any]] | None = None
     """A compare-and-set statement run first, inside the write lock: if it changes no row, nothing of this
     write is applied and the caller gets `WriteConflict` (so exactly one of several racing writes wins)."""
+    key: str | None = None
+    """A deterministic id of this write (a run on another engine sends it): a write whose key is already in
+    the audit is skipped whole, so a retried delivery never duplicates an event or a summary update."""
 
 
 Outcome = list[int] | BaseException
@@ -325,6 +328,11 @@ class AuditLog:
 
     def _apply(self, conn: sqlite3.Connection, write: Write, seq: int, prev: str) -> tuple[Outcome, int, str]:
         redact = self.redactor
+        if (
+            write.key is not None
+            and conn.execute("select 1 from events where event_key = ?", (f"{write.key}.0",)).fetchone()
+        ):
+            return [], seq, prev  # delivered before: already committed whole
         if write.guard is not None:
             sql, params = write.guard
             if conn.execute(sql, redact_params(redact, sql, params)).rowcount == 0:
@@ -333,15 +341,25 @@ class AuditLog:
         for sql, params in write.statements:
             conn.execute(sql, redact_params(redact, sql, params))  # free text and JSON values, not our ids
         seqs = []
-        for ev in write.events:
+        for i, ev in enumerate(write.events):
             seq += 1
             created = now()
             payload = canonical(redact.value(ev.payload))
             digest = event_hash(prev, seq, ev.run_id, ev.step_id, ev.kind, payload, created)
             conn.execute(
-                "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, ev.run_id, ev.step_id, ev.kind, payload, created, prev, digest),
+                "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash, event_key)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    ev.run_id,
+                    ev.step_id,
+                    ev.kind,
+                    payload,
+                    created,
+                    prev,
+                    digest,
+                    f"{write.key}.{i}" if write.key is not None else None,
+                ),
             )
             prev = digest
             seqs.append(seq)

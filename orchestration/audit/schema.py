@@ -300,6 +300,16 @@ def _runs_principal(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("principal", str)
 
 
+def _event_keys_and_engine(db: sqlite_utils.Database) -> None:
+    """`events.event_key`: a deterministic id of an event sent by a run on another engine (Temporal), unique,
+    so a retried delivery is recognised; `runs.engine`: which engine runs the run."""
+    db.table("events").add_column("event_key", str)
+    db.table("events").create_index(
+        ["event_key"], index_name="events_event_key", unique=True, if_not_exists=True
+    )
+    db.table("runs").add_column("engine", str, not_null_default="embedded")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
@@ -311,6 +321,7 @@ MIGRATIONS: list[Migration] = [
     _v5_durable_runs,
     _audit_vocabulary_views,
     _runs_principal,
+    _event_keys_and_engine,
 ]
 
 

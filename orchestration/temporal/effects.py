@@ -1,0 +1,309 @@
+"""The effect boundary on Temporal, workflow side: what a `RunEngine` does when the run is workflow code.
+
+- audit writes are buffered in the workflow and sent in batches (one activity) to the server that owns the
+  SQLite file, before the run waits on anything (a model call, a tool call, a human) and when it ends; each
+  write has a deterministic key, so a retried delivery is skipped by the server;
+- a model call is an activity on the workers' queue, retried on transient provider errors;
+- a downstream tool call is an activity, retried only when the tool is annotated read-only or idempotent;
+- a question to a human is a pending request answered by a signal; its expiry is a workflow timer.
+
+Everything here runs inside a workflow: no clock, randomness or I/O but Temporal's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from orchestration.audit.log import Event, Write
+from orchestration.audit.schema import now
+from orchestration.errors import ConcertmasterError, ProviderError
+from orchestration.models.base import ModelRequest, ModelResponse
+from orchestration.pending import PendingRequest, PendingRequests
+from orchestration.step import new_id
+from orchestration.temporal import codec
+from orchestration.toolbox import RemoteTool, ToolServerError
+
+if TYPE_CHECKING:
+    from orchestration.config import AgentConfig, TeamConfig
+    from orchestration.context import RunContext
+
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+"""Audit writes are retried until the server that owns the audit takes them (it may be restarting)."""
+MODEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+"""Transient provider errors (rate limit, overload, a worker lost mid-call) are retried; the others are not."""
+READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+NO_RETRY = RetryPolicy(maximum_attempts=1)
+
+
+class WorkflowAudit:
+    """The run's audit writes, buffered in the workflow and sent to the audit owner in batches."""
+
+    def __init__(self, run_id: str, queue: str) -> None:
+        self.run_id = run_id
+        self.queue = queue
+        self._buffer: list[Write] = []
+        self._count = 0
+        self._lock = asyncio.Lock()
+        self.batches = 0
+        """Audit activities sent (the benchmark reports them)."""
+
+    async def write(self, write: Write) -> list[int]:
+        """Queue `write` with the next deterministic key; sequence numbers are not known here (0s)."""
+        keyed = Write(write.statements, write.events, key=f"{self.run_id}/{self._count}")
+        self._count += 1
+        self._buffer.append(keyed)
+        if any(e.kind in SEND_AT_ONCE for e in write.events):
+            await self.flush()
+        return [0] * len(write.events)
+
+    async def event(
+        self,
+        kind: str,
+        run_id: str | None,
+        payload: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        statements: Any = (),
+    ) -> int:
+        await self.write(Write(statements, [Event(kind, run_id, payload, step_id)]))
+        return 0
+
+    async def flush(self) -> None:
+        """Send every queued write, and return once they are committed (in order: one batch at a time)."""
+        async with self._lock:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            self.batches += 1
+            await workflow.execute_activity(
+                "audit_write",
+                {"run_id": self.run_id, "writes": [codec.write_to_dict(w) for w in batch]},
+                task_queue=self.queue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=AUDIT_RETRY,
+            )
+
+
+SEND_AT_ONCE = frozenset({"input_requested", "input_readopted", "run_finished"})
+"""Writes the server must see before the run waits (the run parks for a human) or ends."""
+
+
+class ActivityModel:
+    """An agent's model, called as an activity on the workers; the worker builds the real provider."""
+
+    def __init__(self, name: str, agent: AgentConfig, config: TeamConfig, ctx: RunContext) -> None:
+        self.name = "temporal"
+        self.agent_name = name
+        self.agent = agent
+        self.default_model = config.default_model
+        self.audit: WorkflowAudit = ctx.engine.audit  # type: ignore[assignment]
+        self.timeout_s = ctx.budget.limits.step_timeout_s
+        self.task_queue = workflow.info().task_queue
+        self.position = 0
+        """Calls made so far: a stateful model (the scripted one) answers from this point of its script."""
+
+    def replayed(self, response: ModelResponse) -> None:
+        self.position += 1
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        await self.audit.flush()  # what led to this call is in the audit before it is made
+        position, self.position = self.position, self.position + 1
+        try:
+            data = await workflow.execute_activity(
+                "model_call",
+                {
+                    "agent": self.agent_name,
+                    "agent_config": self.agent.model_dump(mode="json"),
+                    "default_model": self.default_model,
+                    "position": position,
+                    "request": codec.request_to_dict(request),
+                },
+                task_queue=self.task_queue,
+                start_to_close_timeout=timedelta(seconds=self.timeout_s + 5),
+                retry_policy=MODEL_RETRY,
+            )
+        except ActivityError as exc:
+            raise ProviderError(failure_message(exc), kind="error") from None
+        return codec.response_from_dict(data)
+
+
+def failure_message(exc: ActivityError) -> str:
+    """The user-facing message of a failed activity (the provider's own message when it gave one)."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.message:
+        return cause.message
+    return str(cause or exc)
+
+
+class ActivityProviders:
+    """The provider factory of a run on Temporal: every model is called through an activity."""
+
+    def __call__(self, name: str, agent: AgentConfig, ctx: RunContext) -> ActivityModel:
+        if agent.model == "sampling":
+            from orchestration.errors import ModelUnavailableError
+
+            raise ModelUnavailableError(
+                f"agent {name!r} uses model 'sampling' (the client's model), which needs the client's session; "
+                'runs on [engine] kind = "temporal" use anthropic or scripted models'
+            )
+        return ActivityModel(name, agent, ctx.config, ctx)
+
+
+class ActivityToolbox:
+    """Downstream MCP tools, listed and called as activities on the workers."""
+
+    def __init__(self, audit: WorkflowAudit) -> None:
+        self.audit = audit
+        self.task_queue = workflow.info().task_queue
+
+    async def granted_tools(self, grants: Any) -> list[RemoteTool]:
+        await self.audit.flush()
+        try:
+            listed = await workflow.execute_activity(
+                "list_tools",
+                {"grants": list(grants)},
+                task_queue=self.task_queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=READ_RETRY,
+            )
+        except ActivityError as exc:
+            raise ToolServerError(failure_message(exc)) from None
+        return [RemoteTool(**t) for t in listed]
+
+    async def check_pin(self, tool: RemoteTool) -> str | None:
+        try:
+            changed: str | None = await workflow.execute_activity(
+                "check_tool_pin",
+                _tool_dict(tool),
+                task_queue=self.task_queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=READ_RETRY,
+            )
+        except ActivityError as exc:
+            raise ToolServerError(failure_message(exc)) from None
+        return changed
+
+    async def call(self, tool: RemoteTool, arguments: dict[str, Any]) -> tuple[str, bool]:
+        """Call the tool once; again on a lost worker only when it is read-only or idempotent."""
+        await self.audit.flush()  # `tool_call_started` is in the audit before the call
+        hints = tool.annotations
+        retry_safe = bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))
+        try:
+            text, is_error = await workflow.execute_activity(
+                "call_tool",
+                {"tool": _tool_dict(tool), "arguments": arguments},
+                task_queue=self.task_queue,
+                start_to_close_timeout=timedelta(seconds=300),
+                retry_policy=READ_RETRY if retry_safe else NO_RETRY,
+            )
+        except ActivityError as exc:
+            raise ToolServerError(failure_message(exc)) from None
+        return str(text), bool(is_error)
+
+    def close(self) -> None:
+        pass
+
+
+def _tool_dict(tool: RemoteTool) -> dict[str, Any]:
+    return {
+        "server": tool.server,
+        "name": tool.name,
+        "description": tool.description,
+        "input_schema": tool.input_schema,
+        "annotations": tool.annotations,
+        "pin": tool.pin,
+    }
+
+
+class WorkflowPending(PendingRequests):
+    """Questions of a run on Temporal: recorded through the audit, answered by a signal, expired by a timer."""
+
+    def __init__(self, audit: WorkflowAudit) -> None:
+        super().__init__(audit)  # type: ignore[arg-type]
+        self.early: dict[str, tuple[Any, str, str | None]] = {}
+        """Answers that arrived before their question was open here (signals race the audit write)."""
+
+    async def ask(
+        self,
+        run_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - recorded as the request's expiry
+        park_as: str = "awaiting_input",
+        adopt: dict[str, Any] | None = None,
+    ) -> tuple[Any, str]:
+        expires = (workflow.now() + timedelta(seconds=timeout)).isoformat() if timeout else None
+        request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
+        self._open[request.id] = request
+        await self.audit.write(
+            Write(
+                [
+                    (
+                        "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at,"
+                        " expires_at) values (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                        (request.id, run_id, step_id, kind, codec_json(payload), now(), expires),
+                    ),
+                    (
+                        "update runs set status = ? where id = ? and status in ('running', ?)",
+                        (park_as, run_id, park_as),
+                    ),
+                ],
+                [
+                    Event(
+                        "input_requested",
+                        run_id,
+                        {"request_id": request.id, "kind": kind, "expires_at": expires},
+                        step_id,
+                    )
+                ],
+            )
+        )
+        if request.id in self.early:
+            response, channel, decided_by = self.early.pop(request.id)
+            await self.resolve(request.id, response, channel=channel, decided_by=decided_by)
+        try:
+            await workflow.wait_condition(request.done.is_set, timeout=timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            status = "expired" if isinstance(exc, TimeoutError) else "cancelled"
+            with anyio.CancelScope(shield=True):
+                await self._close(request, status, None, None, None)
+            raise
+        return request.response, request.channel or "unknown"
+
+    async def answer(self, request_id: str, response: Any, channel: str, decided_by: str | None) -> None:
+        """A decision delivered by a signal: applied once; repeats and answers to closed questions are
+        ignored (the server re-sends an answer until the run has recorded it)."""
+        if request_id in self._open:
+            await self.resolve(request_id, response, channel=channel, decided_by=decided_by)
+        elif request_id.startswith("req_"):
+            self.early.setdefault(request_id, (response, channel, decided_by))
+
+
+def codec_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+__all__ = [
+    "ActivityModel",
+    "ActivityProviders",
+    "ActivityToolbox",
+    "ConcertmasterError",
+    "WorkflowAudit",
+    "WorkflowPending",
+]
