@@ -188,6 +188,14 @@ class EngineConfig(BaseModel):
         pattern=r"^[A-Za-z0-9._\-]+$",
         description="Task queue the workers poll for runs (workflows), model calls and tool calls.",
     )
+    heartbeat_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="A worker running a model or tool call reports every quarter of this; a call not heard of "
+        "for this long (its worker died) is given to another worker (model calls, read-only or idempotent tools) "
+        "or reported as lost (other tools).",
+    )
 
 
 class TeamConfig(BaseModel):

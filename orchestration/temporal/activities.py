@@ -8,7 +8,8 @@ reported as Temporal application errors, retryable only when retrying is safe: a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import anyio
 from temporalio import activity
@@ -22,6 +23,8 @@ from orchestration.models.base import Replayable
 from orchestration.providers import DefaultProviders
 from orchestration.temporal import codec
 from orchestration.toolbox import RemoteTool, Toolbox, pin_of
+
+T = TypeVar("T")
 
 
 class WorkerActivities:
@@ -57,7 +60,7 @@ class WorkerActivities:
                 for _ in range(int(data.get("position") or 0)):
                     provider.replayed(None)  # type: ignore[arg-type]
             self.calls += 1
-            response = await provider.complete(codec.request_from_dict(data["request"]))
+            response = await heartbeating(provider.complete(codec.request_from_dict(data["request"])))
         except ProviderError as exc:
             raise ApplicationError(
                 exc.message, type="ProviderError", non_retryable=not exc.retryable
@@ -103,12 +106,32 @@ class WorkerActivities:
                 non_retryable=True,
             )
         try:
-            return await self.toolbox.call(tool, dict(data["arguments"]))
+            return await heartbeating(self.toolbox.call(tool, dict(data["arguments"])))
         except ConcertmasterError as exc:
             raise ApplicationError(exc.message, type="ToolServerError") from None
 
     def all(self) -> list[Any]:
         return [self.model_call, self.list_tools, self.check_tool_pin, self.call_tool]
+
+
+async def heartbeating(work: Awaitable[T]) -> T:
+    """Await `work` while telling Temporal this worker is alive (so a dead worker's call is noticed)."""
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return await work
+    interval = max(timeout.total_seconds() / 4, 0.2)
+    result: list[T] = []
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await anyio.sleep(interval)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beat)
+        result.append(await work)
+        tg.cancel_scope.cancel()
+    return result[0]
 
 
 async def _listed(toolbox: Toolbox, server: Any) -> list[Any]:

@@ -13,13 +13,16 @@ Everything here runs inside a workflow: no clock, randomness or I/O but Temporal
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import CancelledError as CancelledError_
+from temporalio.exceptions import TimeoutError as TimeoutError_
 
 from orchestration.audit.log import Event, Write
 from orchestration.audit.schema import now
@@ -45,6 +48,35 @@ MODEL_RETRY = RetryPolicy(
 """Transient provider errors (rate limit, overload, a worker lost mid-call) are retried; the others are not."""
 READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 NO_RETRY = RetryPolicy(maximum_attempts=1)
+IN_FLIGHT_LOST = (
+    "the worker running this tool call was lost during it; it may or may not have happened and was not repeated "
+    "(the tool is not annotated read-only or idempotent)"
+)
+
+
+T = TypeVar("T")
+
+
+async def detached(operation: Coroutine[Any, Any, T], *, cancel: bool = True) -> T:
+    """Await a Temporal operation (an activity) in a task of its own.
+
+    anyio delivers a cancel scope's cancellation again and again until the task leaves the scope, while Temporal
+    keeps a cancelled activity awaited until the service confirms it: awaited directly, the two spin the
+    workflow's loop forever (a "deadlock"). Here the caller leaves at once; the operation is cancelled once
+    (`cancel`), or left to finish (an audit write that must not be lost)."""
+    task = asyncio.get_running_loop().create_task(operation)
+    task.add_done_callback(_consume)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if cancel:
+            task.cancel()
+        raise
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned operation's failure is not an unhandled error
 
 
 class WorkflowAudit:
@@ -81,7 +113,11 @@ class WorkflowAudit:
         return 0
 
     async def flush(self) -> None:
-        """Send every queued write, and return once they are committed (in order: one batch at a time)."""
+        """Send every queued write, and return once they are committed (in order: one batch at a time). A
+        cancelled caller does not stop the batch: it is committed all the same."""
+        await detached(self._send(), cancel=False)
+
+    async def _send(self) -> None:
         async with self._lock:
             if not self._buffer:
                 return
@@ -110,6 +146,7 @@ class ActivityModel:
         self.default_model = config.default_model
         self.audit: WorkflowAudit = ctx.engine.audit  # type: ignore[assignment]
         self.timeout_s = ctx.budget.limits.step_timeout_s
+        self.heartbeat = timedelta(seconds=config.engine.heartbeat_s)
         self.task_queue = workflow.info().task_queue
         self.position = 0
         """Calls made so far: a stateful model (the scripted one) answers from this point of its script."""
@@ -121,20 +158,25 @@ class ActivityModel:
         await self.audit.flush()  # what led to this call is in the audit before it is made
         position, self.position = self.position, self.position + 1
         try:
-            data = await workflow.execute_activity(
-                "model_call",
-                {
-                    "agent": self.agent_name,
-                    "agent_config": self.agent.model_dump(mode="json"),
-                    "default_model": self.default_model,
-                    "position": position,
-                    "request": codec.request_to_dict(request),
-                },
-                task_queue=self.task_queue,
-                start_to_close_timeout=timedelta(seconds=self.timeout_s + 5),
-                retry_policy=MODEL_RETRY,
+            data = await detached(
+                workflow.execute_activity(
+                    "model_call",
+                    {
+                        "agent": self.agent_name,
+                        "agent_config": self.agent.model_dump(mode="json"),
+                        "default_model": self.default_model,
+                        "position": position,
+                        "request": codec.request_to_dict(request),
+                    },
+                    task_queue=self.task_queue,
+                    start_to_close_timeout=timedelta(seconds=self.timeout_s + 5),
+                    heartbeat_timeout=self.heartbeat,
+                    retry_policy=MODEL_RETRY,
+                )
             )
         except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError_):  # the run was cancelled during the call
+                raise asyncio.CancelledError() from None
             raise ProviderError(failure_message(exc), kind="error") from None
         return codec.response_from_dict(data)
 
@@ -164,19 +206,22 @@ class ActivityProviders:
 class ActivityToolbox:
     """Downstream MCP tools, listed and called as activities on the workers."""
 
-    def __init__(self, audit: WorkflowAudit) -> None:
+    def __init__(self, audit: WorkflowAudit, heartbeat_s: float) -> None:
         self.audit = audit
         self.task_queue = workflow.info().task_queue
+        self.heartbeat = timedelta(seconds=heartbeat_s)
 
     async def granted_tools(self, grants: Any) -> list[RemoteTool]:
         await self.audit.flush()
         try:
-            listed = await workflow.execute_activity(
-                "list_tools",
-                {"grants": list(grants)},
-                task_queue=self.task_queue,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=READ_RETRY,
+            listed = await detached(
+                workflow.execute_activity(
+                    "list_tools",
+                    {"grants": list(grants)},
+                    task_queue=self.task_queue,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=READ_RETRY,
+                )
             )
         except ActivityError as exc:
             raise ToolServerError(failure_message(exc)) from None
@@ -184,12 +229,14 @@ class ActivityToolbox:
 
     async def check_pin(self, tool: RemoteTool) -> str | None:
         try:
-            changed: str | None = await workflow.execute_activity(
-                "check_tool_pin",
-                _tool_dict(tool),
-                task_queue=self.task_queue,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=READ_RETRY,
+            changed: str | None = await detached(
+                workflow.execute_activity(
+                    "check_tool_pin",
+                    _tool_dict(tool),
+                    task_queue=self.task_queue,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=READ_RETRY,
+                )
             )
         except ActivityError as exc:
             raise ToolServerError(failure_message(exc)) from None
@@ -201,14 +248,21 @@ class ActivityToolbox:
         hints = tool.annotations
         retry_safe = bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))
         try:
-            text, is_error = await workflow.execute_activity(
-                "call_tool",
-                {"tool": _tool_dict(tool), "arguments": arguments},
-                task_queue=self.task_queue,
-                start_to_close_timeout=timedelta(seconds=300),
-                retry_policy=READ_RETRY if retry_safe else NO_RETRY,
+            text, is_error = await detached(
+                workflow.execute_activity(
+                    "call_tool",
+                    {"tool": _tool_dict(tool), "arguments": arguments},
+                    task_queue=self.task_queue,
+                    start_to_close_timeout=timedelta(seconds=300),
+                    heartbeat_timeout=self.heartbeat,
+                    retry_policy=READ_RETRY if retry_safe else NO_RETRY,
+                )
             )
         except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError_):
+                raise asyncio.CancelledError() from None
+            if isinstance(exc.cause, TimeoutError_):  # its worker was lost during the call
+                raise ToolServerError(f"{IN_FLIGHT_LOST} ({tool.qualified})") from None
             raise ToolServerError(failure_message(exc)) from None
         return str(text), bool(is_error)
 
@@ -272,9 +326,9 @@ class WorkflowPending(PendingRequests):
                 ],
             )
         )
-        if request.id in self.early:
-            response, channel, decided_by = self.early.pop(request.id)
-            await self.resolve(request.id, response, channel=channel, decided_by=decided_by)
+        early = self.early.pop(request.id, None)
+        if early is not None and request.id in self._open:  # answered while the question was being recorded
+            await self.resolve(request.id, early[0], channel=early[1], decided_by=early[2])
         try:
             await workflow.wait_condition(request.done.is_set, timeout=timeout)
         except (TimeoutError, asyncio.CancelledError) as exc:

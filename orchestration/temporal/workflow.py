@@ -89,7 +89,7 @@ class RunWorkflow:
             audit=audit,  # type: ignore[arg-type]
             providers=ActivityProviders(),
             pending=self._pending,
-            toolbox=ActivityToolbox(audit),  # type: ignore[arg-type]
+            toolbox=ActivityToolbox(audit, config.engine.heartbeat_s),  # type: ignore[arg-type]
             gate=PolicyBook(config).gate,
         )
         budget = Budget(spec.limits, on_budget=str(params.get("on_budget") or "stop"))
