@@ -30,6 +30,7 @@ from orchestration.engines import runtime_for
 from orchestration.spec import RunSpec
 from orchestration.temporal.dev import dev_server_command, free_port, wait_ready
 from orchestration.temporal.worker import run_worker
+from policies.limits import Limits
 
 STEPS = 20
 FAN_OUT = 100
@@ -173,7 +174,7 @@ def main() -> None:
             address,
             tmp,
             dict.fromkeys(fan, 100.0),
-            RunSpec(pattern="concurrent", members=fan, task="t"),
+            RunSpec(pattern="concurrent", members=fan, task="t", limits=Limits(max_steps=FAN_OUT + 1)),
         )
         rates = {n: runs_per_minute(address, tmp, n) for n in (1, 2, 4)}
     finally:

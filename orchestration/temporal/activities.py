@@ -17,11 +17,12 @@ from temporalio.exceptions import ApplicationError
 
 from orchestration.config import AgentConfig, McpServerConfig, TeamConfig
 from orchestration.context import ProviderFactory, RunContext, RunEngine
-from orchestration.errors import ConcertmasterError, ProviderError
+from orchestration.errors import ConcertmasterError, ModelUnavailableError, ProviderError
 from orchestration.guard import Budget
 from orchestration.models.base import Replayable
-from orchestration.providers import DefaultProviders
+from orchestration.providers import DefaultProviders, has_api_key
 from orchestration.temporal import codec
+from orchestration.temporal.effects import not_on_workers
 from orchestration.toolbox import RemoteTool, Toolbox, pin_of
 
 T = TypeVar("T")
@@ -55,6 +56,10 @@ class WorkerActivities:
             engine=RunEngine(audit=None, providers=self.providers),  # type: ignore[arg-type]
         )
         try:
+            if agent.model == "auto" and not has_api_key() and isinstance(self.providers, DefaultProviders):
+                raise ModelUnavailableError(
+                    not_on_workers(name, "auto") + "; set ANTHROPIC_API_KEY on the workers"
+                )
             provider = self.providers(name, agent, ctx)
             if isinstance(provider, Replayable):  # a scripted model answers from where the run is
                 for _ in range(int(data.get("position") or 0)):

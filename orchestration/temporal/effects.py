@@ -189,17 +189,25 @@ def failure_message(exc: ActivityError) -> str:
     return str(cause or exc)
 
 
+NOT_ON_WORKERS = ("sampling", "host")
+"""Models that need the client's session (its model, or the host answering itself): not on workers yet."""
+
+
+def not_on_workers(name: str, model: str) -> str:
+    return (
+        f"agent {name!r} uses model {model!r}, which needs the client's session; runs on "
+        '[engine] kind = "temporal" use anthropic:<model> (the workers need ANTHROPIC_API_KEY) or scripted agents'
+    )
+
+
 class ActivityProviders:
     """The provider factory of a run on Temporal: every model is called through an activity."""
 
     def __call__(self, name: str, agent: AgentConfig, ctx: RunContext) -> ActivityModel:
-        if agent.model == "sampling":
+        if agent.model in NOT_ON_WORKERS:
             from orchestration.errors import ModelUnavailableError
 
-            raise ModelUnavailableError(
-                f"agent {name!r} uses model 'sampling' (the client's model), which needs the client's session; "
-                'runs on [engine] kind = "temporal" use anthropic or scripted models'
-            )
+            raise ModelUnavailableError(not_on_workers(name, agent.model))
         return ActivityModel(name, agent, ctx.config, ctx)
 
 

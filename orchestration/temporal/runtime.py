@@ -34,6 +34,7 @@ from orchestration.runtime import TERMINAL, Runtime
 from orchestration.spec import RunSpec, check_members
 from orchestration.step import new_id
 from orchestration.temporal import codec
+from orchestration.temporal.effects import NOT_ON_WORKERS, not_on_workers
 from orchestration.temporal.worker import check_namespace, connect
 from orchestration.temporal.workflow import WORKFLOW_NAME
 
@@ -57,14 +58,18 @@ class RemotePending(PendingRequests):
         super().__init__(runtime.audit)
         self.runtime = runtime
 
-    def _rows(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _rows(self, where: str, params: tuple[Any, ...], statuses: str = "'pending'") -> list[dict[str, Any]]:
         if self.runtime._reader is None:
             return []
         return self.runtime.reader.query(
             "select p.* from pending_requests p join runs r on r.id = p.run_id where r.engine = 'temporal'"
-            f" and p.status in ('pending', 'answered') {where} order by p.created_at, p.rowid",
+            f" and p.status in ({statuses}) {where} order by p.created_at, p.rowid",
             params,
         )
+
+    def answered(self) -> list[dict[str, Any]]:
+        """Questions answered in the audit that their run has not recorded yet (the answer is re-sent)."""
+        return self._rows("", (), "'answered'")
 
     def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
         where, params = "", []
@@ -177,6 +182,10 @@ class TemporalRuntime(Runtime):
     async def start(self, spec: RunSpec, *, sampler: Sampler | None = None) -> str:
         """Record the run and start its workflow; returns its id at once."""
         check_members(self.config, spec)
+        for name in spec.members:
+            agent = self.config.agents.get(name)
+            if agent is not None and agent.model in NOT_ON_WORKERS:
+                raise InvalidInputError(not_on_workers(name, agent.model))
         spec = spec if spec.limits is not None else spec.with_limits(self.limits)
         spec.build()  # validates the pattern's options here, not in a worker
         assert self.client is not None and spec.limits is not None
