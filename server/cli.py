@@ -595,6 +595,10 @@ def _config_check(args: argparse.Namespace, settings: Settings) -> int:
         f"anthropic api key: {'set' if has_api_key() else 'not set (auto agents use MCP sampling if offered)'}",
         f"default anthropic model: {config.default_model}",
         "limits: " + ", ".join(f"{k}={v}" for k, v in config.limits.model_dump().items()),
+        "engine: embedded (runs execute in the server)"
+        if config.engine.kind == "embedded"
+        else f"engine: temporal at {config.engine.address}, namespace {config.engine.namespace!r}, "
+        f"task queue {config.engine.task_queue!r} (start workers with `concertmaster worker`)",
         "your MCP client's config: `concertmaster config client --host "
         "claude-desktop|claude-code|vscode|cursor` prints the block to paste",
         *_http_token_lines(settings),

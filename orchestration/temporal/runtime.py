@@ -269,15 +269,12 @@ class TemporalRuntime(Runtime):
         unreachable) are signalled again until the run records them."""
         while True:
             await anyio.sleep(interval)
-            for request in self.pending.open_for():
-                if request.channel is not None:  # answered, not yet recorded by the run
-                    row = self.reader.query(
-                        "select decided_by from pending_requests where id = ?", (request.id,)
-                    )
-                    who = row[0]["decided_by"] if row else None
-                    await self.signal_answer(
-                        request.run_id, request.id, request.response, request.channel, who
-                    )
+            assert isinstance(self.pending, RemotePending)
+            for row in self.pending.answered():
+                response = json.loads(row["response"]) if row["response"] else None
+                await self.signal_answer(
+                    row["run_id"], row["id"], response, row["channel"] or "cli", row["decided_by"]
+                )
 
     async def _poll_external_answers(self, interval: float = 0.25) -> None:
         """Replaced by `_resend_answers` (the run, not this process, waits for the answer)."""
