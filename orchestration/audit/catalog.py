@@ -150,6 +150,7 @@ STOP_REASONS: dict[str, str] = {
     "resume_required": 'its server stopped and [runs] resume = "manual": continue it with resume_run',
     "resume_limit": "it was resumed automatically max_auto_resumes times: continue it by hand",
     "internal_error": "a bug: the run failed, the server stayed up",
+    "engine_error": "the Temporal engine refused to start the run (its workflow); the message says why",
     "guardrail_tripped": "a guardrail stopped it (the error names the limit)",
     "run_not_found": "a run it referred to does not exist",
     "error": "an error without a more specific reason (see the error column)",
