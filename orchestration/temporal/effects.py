@@ -27,9 +27,9 @@ from temporalio.exceptions import TimeoutError as TimeoutError_
 from orchestration.audit.log import Event, Write
 from orchestration.audit.schema import now
 from orchestration.errors import ConcertmasterError, ProviderError
+from orchestration.ids import new_id
 from orchestration.models.base import ModelRequest, ModelResponse
 from orchestration.pending import PendingRequest, PendingRequests
-from orchestration.step import new_id
 from orchestration.temporal import codec
 from orchestration.toolbox import RemoteTool, ToolServerError
 

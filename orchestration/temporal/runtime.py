@@ -28,11 +28,11 @@ from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
 from orchestration.context import ProviderFactory
 from orchestration.errors import ConcertmasterError, InvalidInputError
+from orchestration.ids import new_id
 from orchestration.models.sampling import Sampler
 from orchestration.pending import PendingRequest, PendingRequests
 from orchestration.runtime import TERMINAL, Runtime
 from orchestration.spec import RunSpec, check_members
-from orchestration.step import new_id
 from orchestration.temporal import codec
 from orchestration.temporal.effects import NOT_ON_WORKERS, not_on_workers
 from orchestration.temporal.worker import check_namespace, connect

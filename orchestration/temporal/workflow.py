@@ -18,13 +18,16 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import anyio
 
+    from orchestration.agent_tools import tools_for
     from orchestration.audit.schema import now
     from orchestration.config import TeamConfig
     from orchestration.context import Outcome, RunContext, RunEngine
     from orchestration.errors import ConcertmasterError, GuardrailTripped
     from orchestration.governance import PolicyBook
     from orchestration.guard import Budget
-    from orchestration.step import ID_SOURCE, StepFailed
+    from orchestration.ids import ID_SOURCE
+    from orchestration.outcomes import AgentTool, StepFailed
+    from orchestration.step import run_step
     from orchestration.temporal.effects import (
         ActivityProviders,
         ActivityToolbox,
@@ -85,12 +88,20 @@ class RunWorkflow:
             await self._deliver(early)
         spec = RunSpec.load(params["spec"])
         assert spec.limits is not None
+        policies = PolicyBook(config)
+
+        async def agent_tools(ctx: RunContext, agent: str) -> list[AgentTool]:
+            return await tools_for(ctx, agent, policies.gate(agent))
+
         engine = RunEngine(
             audit=audit,  # type: ignore[arg-type]
             providers=ActivityProviders(),
             pending=self._pending,
             toolbox=ActivityToolbox(audit, config.engine.heartbeat_s),  # type: ignore[arg-type]
-            gate=PolicyBook(config).gate,
+            gate=policies.gate,
+            run_step=run_step,
+            build_team=RunSpec.build,
+            agent_tools=agent_tools,
         )
         budget = Budget(spec.limits, on_budget=str(params.get("on_budget") or "stop"))
         ctx = RunContext(run_id=run_id, config=config, budget=budget, engine=engine, control=spec.control)
