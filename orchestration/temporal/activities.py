@@ -125,7 +125,7 @@ async def heartbeating(work: Awaitable[T]) -> T:
     if not timeout:
         return await work
     interval = max(timeout.total_seconds() / 4, 0.2)
-    result: list[T] = []
+    done: list[tuple[bool, Any]] = []
 
     async def beat() -> None:
         while True:
@@ -134,9 +134,15 @@ async def heartbeating(work: Awaitable[T]) -> T:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(beat)
-        result.append(await work)
+        try:  # the work's own error is raised as it is, not wrapped in the task group's
+            done.append((True, await work))
+        except Exception as exc:
+            done.append((False, exc))
         tg.cancel_scope.cancel()
-    return result[0]
+    ok, value = done[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 async def _listed(toolbox: Toolbox, server: Any) -> list[Any]:

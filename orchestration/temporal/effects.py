@@ -148,6 +148,11 @@ class ActivityModel:
         self.timeout_s = ctx.budget.limits.step_timeout_s
         self.heartbeat = timedelta(seconds=config.engine.heartbeat_s)
         self.task_queue = workflow.info().task_queue
+        self.activity = "model_call"
+        if (
+            agent.model == "sampling"
+        ):  # the client's model: through the session of the server that started the run
+            self.activity, self.task_queue = "sampling_call", self.audit.queue
         self.position = 0
         """Calls made so far: a stateful model (the scripted one) answers from this point of its script."""
 
@@ -160,7 +165,7 @@ class ActivityModel:
         try:
             data = await detached(
                 workflow.execute_activity(
-                    "model_call",
+                    self.activity,
                     {
                         "agent": self.agent_name,
                         "agent_config": self.agent.model_dump(mode="json"),
@@ -189,14 +194,16 @@ def failure_message(exc: ActivityError) -> str:
     return str(cause or exc)
 
 
-NOT_ON_WORKERS = ("sampling", "host")
-"""Models that need the client's session (its model, or the host answering itself): not on workers yet."""
+NOT_ON_WORKERS = ("host",)
+"""Models that need the client to answer through tool calls (the host itself): not on Temporal yet. The
+client's model (`sampling`) is asked by the server that started the run, on its own queue."""
 
 
 def not_on_workers(name: str, model: str) -> str:
     return (
-        f"agent {name!r} uses model {model!r}, which needs the client's session; runs on "
-        '[engine] kind = "temporal" use anthropic:<model> (the workers need ANTHROPIC_API_KEY) or scripted agents'
+        f"agent {name!r} uses model {model!r}, which is not available to runs on "
+        '[engine] kind = "temporal" yet; use anthropic:<model> (the workers need ANTHROPIC_API_KEY), sampling or '
+        "scripted agents"
     )
 
 

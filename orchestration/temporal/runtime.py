@@ -27,13 +27,15 @@ from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
 from orchestration.context import ProviderFactory
-from orchestration.errors import ConcertmasterError, InvalidInputError
+from orchestration.errors import ConcertmasterError, InvalidInputError, ProviderError
 from orchestration.ids import new_id
-from orchestration.models.sampling import Sampler
+from orchestration.models.sampling import Sampler, SamplingProvider
 from orchestration.pending import PendingRequest, PendingRequests
+from orchestration.providers import NO_MODEL_HELP
 from orchestration.runtime import TERMINAL, Runtime
 from orchestration.spec import RunSpec, check_members
 from orchestration.temporal import codec
+from orchestration.temporal.activities import heartbeating
 from orchestration.temporal.effects import NOT_ON_WORKERS, not_on_workers
 from orchestration.temporal.worker import check_namespace, connect
 from orchestration.temporal.workflow import WORKFLOW_NAME
@@ -55,7 +57,7 @@ class RemotePending(PendingRequests):
     them `answered` (so a second answer is refused) and signalling the run's workflow."""
 
     def __init__(self, runtime: TemporalRuntime) -> None:
-        super().__init__(runtime.audit)
+        super().__init__(runtime.audit, on_change=runtime._wake)
         self.runtime = runtime
 
     def _rows(self, where: str, params: tuple[Any, ...], statuses: str = "'pending'") -> list[dict[str, Any]]:
@@ -72,20 +74,28 @@ class RemotePending(PendingRequests):
         return self._rows("", (), "'answered'")
 
     def open_for(self, run_id: str | None = None, kind: str | None = None) -> list[PendingRequest]:
+        asked_here = super().open_for(run_id, kind)  # questions this server asks itself (sampling)
+        return [*asked_here, *self._remote(run_id, kind)]
+
+    def _remote(self, run_id: str | None, kind: str | None) -> list[PendingRequest]:
         where, params = "", []
         if run_id is not None:
             where, params = "and p.run_id = ?", [run_id]
         if kind is not None:
             where, params = f"{where} and p.kind = ?", [*params, kind]
-        return [_request(r) for r in self._rows(where, tuple(params))]
+        return [_request(r) for r in self._rows(where, tuple(params)) if r["id"] not in self._open]
 
     def get(self, request_id: str) -> PendingRequest | None:
+        if request_id in self._open:
+            return self._open[request_id]
         rows = self._rows("and p.id = ?", (request_id,))
         return _request(rows[0]) if rows else None
 
     async def resolve(
         self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
     ) -> PendingRequest:
+        if request_id in self._open:  # asked by this server (sampling): answered here
+            return await super().resolve(request_id, response, channel=channel, decided_by=decided_by)
         request = self.get(request_id)
         if request is None:
             raise InvalidInputError(
@@ -127,6 +137,8 @@ class TemporalRuntime(Runtime):
         self.queue = audit_queue(self.engine.task_queue, str(audit.path.resolve()))
         self.client: Client | None = None
         self._changed: dict[str, anyio.Event] = {}
+        self._samplers: dict[str, Sampler] = {}
+        """The client's model for the runs this server started, while it lives (sampling agents)."""
         self._worker: Worker | None = None
 
     async def __aenter__(self) -> TemporalRuntime:
@@ -134,7 +146,10 @@ class TemporalRuntime(Runtime):
         await check_namespace(self.client, self.engine)
         await super().__aenter__()
         self._worker = Worker(
-            self.client, task_queue=self.queue, activities=[self.audit_write], max_concurrent_activities=50
+            self.client,
+            task_queue=self.queue,
+            activities=[self.audit_write, self.sampling_call],
+            max_concurrent_activities=50,
         )
         assert self._tg is not None
         self._tg.start_soon(self._serve_audit)
@@ -165,6 +180,8 @@ class TemporalRuntime(Runtime):
         await asyncio.gather(*(self.audit.write(w) for w in writes))
         for write in writes:
             for event in write.events:
+                if event.kind == "run_finished":
+                    self._samplers.pop(run_id, None)
                 for listener in list(self._listeners.get(run_id, ())):
                     try:
                         listener(run_id, event.kind, event.payload)
@@ -172,6 +189,28 @@ class TemporalRuntime(Runtime):
                         log.exception("listener failed on %s", event.kind)
         self._wake(run_id)
         return len(writes)
+
+    @activity.defn(name="sampling_call")
+    async def sampling_call(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A model call of a `sampling` agent: the client's model, through the session that started the run."""
+        run_id = str(data["request"].get("run_id"))
+        sampler = self._samplers.get(run_id)
+        if sampler is None:
+            raise ApplicationError(
+                f"the client that started run {run_id} is not connected to this server any more, so its model "
+                "(sampling) cannot be asked; set ANTHROPIC_API_KEY on the workers and use anthropic agents",
+                type="ModelUnavailableError",
+                non_retryable=True,
+            )
+        try:
+            response = await heartbeating(
+                SamplingProvider(sampler).complete(codec.request_from_dict(data["request"]))
+            )
+        except ProviderError as exc:
+            raise ApplicationError(
+                exc.message, type="ProviderError", non_retryable=not exc.retryable
+            ) from None
+        return codec.response_to_dict(response)
 
     def _wake(self, run_id: str) -> None:
         changed = self._changed.pop(run_id, None)
@@ -186,6 +225,11 @@ class TemporalRuntime(Runtime):
             agent = self.config.agents.get(name)
             if agent is not None and agent.model in NOT_ON_WORKERS:
                 raise InvalidInputError(not_on_workers(name, agent.model))
+            if agent is not None and agent.model == "sampling" and sampler is None:
+                raise InvalidInputError(
+                    f"agent {name!r} uses model 'sampling' but the client did not offer MCP sampling; "
+                    + NO_MODEL_HELP
+                )
         spec = spec if spec.limits is not None else spec.with_limits(self.limits)
         spec.build()  # validates the pattern's options here, not in a worker
         assert self.client is not None and spec.limits is not None
@@ -229,6 +273,8 @@ class TemporalRuntime(Runtime):
                 ],
             )
         )
+        if sampler is not None:
+            self._samplers[run_id] = sampler
         params = {
             "run_id": run_id,
             "spec": spec.dump(),

@@ -255,3 +255,17 @@ async def test_the_run_timeout_is_a_workflow_timer(tmp_path: Path, temporal_addr
         assert not started.is_error, started.content
         run = await until_done(client, started.structured_content["run_id"])
     assert run["status"] == "stopped" and run["stop_reason"] == "run_timeout_s", run
+
+
+async def test_a_worker_without_the_model_s_key_fails_the_step_once_with_the_fix(
+    tmp_path: Path, temporal_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    agents = {"a": {"description": "a", "instructions": "b", "model": "anthropic:claude-test"}}
+    config = on_temporal(TeamConfig.model_validate({"agents": agents}), temporal_address)
+    db = tmp_path / "audit.db"
+    async with worker(config), Client(build_server(Settings(db=db), config=config)) as client:
+        started = await client.call_tool("delegate_task", {"agent": "a", "task": "t", "wait_seconds": 0})
+        run = await until_done(client, started.structured_content["run_id"])
+    assert run["status"] == "failed" and "needs ANTHROPIC_API_KEY" in run["error"], run
