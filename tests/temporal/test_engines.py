@@ -77,6 +77,19 @@ def audit_of(db: Path, run_id: str) -> dict[str, Any]:
     return {"run": run, "steps": steps, "events": dict(kinds)}
 
 
+async def replays_deterministically(address: str, run_id: str) -> None:
+    """The run's recorded history replays through the workflow code without a nondeterminism error (what a
+    worker taking over a run does)."""
+    from temporalio.client import Client as TemporalClient
+    from temporalio.worker import Replayer
+
+    from orchestration.temporal.worker import workflow_runner
+    from orchestration.temporal.workflow import RunWorkflow
+
+    history = await (await TemporalClient.connect(address)).get_workflow_handle(run_id).fetch_history()
+    await Replayer(workflows=[RunWorkflow], workflow_runner=workflow_runner()).replay_workflow(history)
+
+
 async def call_on(engine: str, db: Path, config: TeamConfig, tool: str, arguments: dict[str, Any]) -> Any:
     async with AsyncExitStack() as stack:
         if engine == "temporal":
@@ -106,6 +119,7 @@ async def test_pattern_tools_give_the_same_results_and_audit_on_both_engines(
         )
         assert verify_chain(db).ok
     assert seen["temporal"] == seen["embedded"]
+    await replays_deterministically(temporal_address, run["run_id"])
     if arguments.get("limits"):
         assert seen["temporal"][0]["stop_reason"] == "max_steps"
     else:
