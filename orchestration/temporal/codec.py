@@ -79,6 +79,7 @@ def response_from_dict(data: dict[str, Any]) -> ModelResponse:
 def write_to_dict(write: Write) -> dict[str, Any]:
     return {
         "key": write.key,
+        "guard": [write.guard[0], list(write.guard[1])] if write.guard is not None else None,
         "statements": [[sql, list(params)] for sql, params in write.statements],
         "events": [[e.kind, e.run_id, e.payload, e.step_id] for e in write.events],
     }
@@ -100,13 +101,8 @@ def write_from_dict(data: dict[str, Any], run_id: str) -> Write:
     key = data.get("key")
     if not isinstance(key, str) or not key.startswith(f"{run_id}/"):
         raise InvalidInputError(f"an audit write of run {run_id} has no key of that run")
-    statements: list[tuple[str, list[Any]]] = []
-    for sql, params in data.get("statements") or ():
-        if not isinstance(sql, str) or ";" in sql or not sql.lower().startswith(ALLOWED_STATEMENTS):
-            raise InvalidInputError(f"an audit write of run {run_id} has a statement the engine never makes")
-        if not isinstance(params, list) or not all(isinstance(p, SCALARS) for p in params):
-            raise InvalidInputError(f"an audit write of run {run_id} has non-scalar parameters")
-        statements.append((sql, params))
+    statements = [_statement(item, run_id) for item in data.get("statements") or ()]
+    guard = _statement(data["guard"], run_id) if data.get("guard") is not None else None
     events = []
     for kind, event_run, payload, step_id in data.get("events") or ():
         if event_run != run_id or not isinstance(kind, str) or not isinstance(payload, dict):
@@ -114,4 +110,15 @@ def write_from_dict(data: dict[str, Any], run_id: str) -> Write:
         events.append(Event(kind, run_id, payload, step_id if isinstance(step_id, str) else None))
     if not events:
         raise InvalidInputError(f"an audit write of run {run_id} has no event")
-    return Write(statements, events, key=key)
+    return Write(statements, events, key=key, guard=guard)
+
+
+def _statement(item: Any, run_id: str) -> tuple[str, list[Any]]:
+    if not isinstance(item, list | tuple) or len(item) != 2:
+        raise InvalidInputError(f"an audit write of run {run_id} has a malformed statement")
+    sql, params = item
+    if not isinstance(sql, str) or ";" in sql or not sql.lower().startswith(ALLOWED_STATEMENTS):
+        raise InvalidInputError(f"an audit write of run {run_id} has a statement the engine never makes")
+    if not isinstance(params, list) or not all(isinstance(p, SCALARS) for p in params):
+        raise InvalidInputError(f"an audit write of run {run_id} has non-scalar parameters")
+    return sql, params

@@ -13,11 +13,11 @@ Everything here runs inside a workflow: no clock, randomness or I/O but Temporal
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -25,11 +25,9 @@ from temporalio.exceptions import CancelledError as CancelledError_
 from temporalio.exceptions import TimeoutError as TimeoutError_
 
 from orchestration.audit.log import Event, Write
-from orchestration.audit.schema import now
 from orchestration.errors import ConcertmasterError, ProviderError
-from orchestration.ids import new_id
 from orchestration.models.base import ModelRequest, ModelResponse
-from orchestration.pending import PendingRequest, PendingRequests
+from orchestration.pending import PendingRequests
 from orchestration.temporal import codec
 from orchestration.toolbox import RemoteTool, ToolServerError
 
@@ -93,7 +91,7 @@ class WorkflowAudit:
 
     async def write(self, write: Write) -> list[int]:
         """Queue `write` with the next deterministic key; sequence numbers are not known here (0s)."""
-        keyed = Write(write.statements, write.events, key=f"{self.run_id}/{self._count}")
+        keyed = dataclasses.replace(write, key=f"{self.run_id}/{self._count}")
         self._count += 1
         self._buffer.append(keyed)
         if any(e.kind in SEND_AT_ONCE for e in write.events):
@@ -297,75 +295,21 @@ def _tool_dict(tool: RemoteTool) -> dict[str, Any]:
 
 
 class WorkflowPending(PendingRequests):
-    """Questions of a run on Temporal: recorded through the audit, answered by a signal, expired by a timer."""
+    """Questions of a run on Temporal: asked exactly as the embedded engine asks them (the same rows and events,
+    sent to the audit owner before the run waits), answered by a signal, expired by a workflow timer (anyio's
+    `fail_after` on the workflow's loop)."""
 
     def __init__(self, audit: WorkflowAudit) -> None:
         super().__init__(audit)  # type: ignore[arg-type]
-        self.early: dict[str, tuple[Any, str, str | None]] = {}
-        """Answers that arrived before their question was open here (signals race the audit write)."""
-
-    async def ask(
-        self,
-        run_id: str,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        step_id: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - recorded as the request's expiry
-        park_as: str = "awaiting_input",
-        adopt: dict[str, Any] | None = None,
-    ) -> tuple[Any, str]:
-        expires = (workflow.now() + timedelta(seconds=timeout)).isoformat() if timeout else None
-        request = PendingRequest(new_id("req"), run_id, kind, payload, step_id, expires)
-        self._open[request.id] = request
-        await self.audit.write(
-            Write(
-                [
-                    (
-                        "insert into pending_requests (id, run_id, step_id, kind, status, payload, created_at,"
-                        " expires_at) values (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                        (request.id, run_id, step_id, kind, codec_json(payload), now(), expires),
-                    ),
-                    (
-                        "update runs set status = ? where id = ? and status in ('running', ?)",
-                        (park_as, run_id, park_as),
-                    ),
-                ],
-                [
-                    Event(
-                        "input_requested",
-                        run_id,
-                        {"request_id": request.id, "kind": kind, "expires_at": expires},
-                        step_id,
-                    )
-                ],
-            )
-        )
-        early = self.early.pop(request.id, None)
-        if early is not None and request.id in self._open:  # answered while the question was being recorded
-            await self.resolve(request.id, early[0], channel=early[1], decided_by=early[2])
-        try:
-            await workflow.wait_condition(request.done.is_set, timeout=timeout)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            status = "expired" if isinstance(exc, TimeoutError) else "cancelled"
-            with anyio.CancelScope(shield=True):
-                await self._close(request, status, None, None, None)
-            raise
-        return request.response, request.channel or "unknown"
 
     async def answer(self, request_id: str, response: Any, channel: str, decided_by: str | None) -> None:
-        """A decision delivered by a signal: applied once; repeats and answers to closed questions are
-        ignored (the server re-sends an answer until the run has recorded it)."""
-        if request_id in self._open:
-            await self.resolve(request_id, response, channel=channel, decided_by=decided_by)
-        elif request_id.startswith("req_"):
-            self.early.setdefault(request_id, (response, channel, decided_by))
-
-
-def codec_json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)
+        """A decision delivered by a signal: applied once. Repeats, and answers to questions not open here yet
+        (a signal racing the question's own audit write), are ignored: the server re-sends an answer until the
+        run has recorded it."""
+        if request_id in self._open:  # the server marked it answered when it took the decision
+            await self.resolve(
+                request_id, response, channel=channel, decided_by=decided_by, expect=("pending", "answered")
+            )
 
 
 __all__ = [

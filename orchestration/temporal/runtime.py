@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +28,7 @@ from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
 from orchestration.context import ProviderFactory
-from orchestration.errors import ConcertmasterError, InvalidInputError, ProviderError
+from orchestration.errors import ConcertmasterError, InvalidInputError, ProviderError, WriteConflict
 from orchestration.ids import new_id
 from orchestration.models.sampling import Sampler, SamplingProvider
 from orchestration.pending import PendingRequest, PendingRequests
@@ -92,26 +93,33 @@ class RemotePending(PendingRequests):
         return _request(rows[0]) if rows else None
 
     async def resolve(
-        self, request_id: str, response: Any, *, channel: str, decided_by: str | None = None
+        self,
+        request_id: str,
+        response: Any,
+        *,
+        channel: str,
+        decided_by: str | None = None,
+        events: Sequence[Event] = (),
+        expect: tuple[str, ...] = ("pending",),
     ) -> PendingRequest:
-        if request_id in self._open:  # asked by this server (sampling): answered here
-            return await super().resolve(request_id, response, channel=channel, decided_by=decided_by)
+        """Answer a question: one asked by this server (sampling) here; a run's, by marking it answered in the
+        audit (a compare-and-set: a second answer loses) with `events`, then signalling its workflow."""
+        if request_id in self._open:
+            return await super().resolve(
+                request_id, response, channel=channel, decided_by=decided_by, events=events, expect=expect
+            )
         request = self.get(request_id)
         if request is None:
             raise InvalidInputError(
                 f"no open request {request_id!r}: it was already answered, expired, or never existed"
             )
-        await self.audit.write(
-            Write(
-                [
-                    (
-                        "update pending_requests set status = 'answered', response = ?, channel = ?,"
-                        " decided_by = ?, resolved_at = ? where id = ? and status = 'pending'",
-                        (json.dumps(response, default=str), channel, decided_by, now(), request_id),
-                    )
-                ]
-            )
+        marks = ", ".join("?" * len(expect))
+        guard = (
+            "update pending_requests set status = 'answered', response = ?, channel = ?, decided_by = ?,"
+            f" resolved_at = ? where id = ? and status in ({marks})",
+            (json.dumps(response, default=str), channel, decided_by, now(), request_id, *expect),
         )
+        await self.audit.write(Write([], list(events), guard=guard))
         await self.runtime.signal_answer(request.run_id, request_id, response, channel, decided_by)
         return request
 
@@ -177,7 +185,13 @@ class TemporalRuntime(Runtime):
             raise ApplicationError(exc.message, non_retryable=True) from None
         if not self.reader.run(run_id):
             raise ApplicationError(f"run {run_id} is not in this audit", non_retryable=True)
-        await asyncio.gather(*(self.audit.write(w) for w in writes))
+        for outcome in await asyncio.gather(*(self.audit.write(w) for w in writes), return_exceptions=True):
+            if isinstance(
+                outcome, WriteConflict
+            ):  # e.g. a question closed meanwhile: retrying changes nothing
+                log.warning("run %s: a write lost a race and was not applied (%s)", run_id, outcome.message)
+            elif isinstance(outcome, BaseException):
+                raise outcome
         for write in writes:
             for event in write.events:
                 if event.kind == "run_finished":
@@ -218,7 +232,9 @@ class TemporalRuntime(Runtime):
             changed.set()
 
     # -- runs ----------------------------------------------------------------------------------------
-    async def start(self, spec: RunSpec, *, sampler: Sampler | None = None) -> str:
+    async def start(
+        self, spec: RunSpec, *, sampler: Sampler | None = None, principal: str | None = None
+    ) -> str:
         """Record the run and start its workflow; returns its id at once."""
         check_members(self.config, spec)
         for name in spec.members:
@@ -244,7 +260,8 @@ class TemporalRuntime(Runtime):
                 [
                     (
                         "insert into runs (id, pattern, control, status, input, options, started_at, owner, spec,"
-                        " lease_expires, engine) values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, 'temporal')",
+                        " lease_expires, principal, engine)"
+                        " values (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, 'temporal')",
                         (
                             run_id,
                             spec.pattern,
@@ -255,6 +272,7 @@ class TemporalRuntime(Runtime):
                             f"temporal:{self.engine.namespace}/{self.engine.task_queue}",
                             spec.dump(),
                             NEVER,
+                            principal,
                         ),
                     )
                 ],
@@ -268,6 +286,7 @@ class TemporalRuntime(Runtime):
                             "input": spec.task,
                             "options": opts,
                             "spec": spec.model_dump(mode="json"),
+                            "principal": principal,
                         },
                     )
                 ],
