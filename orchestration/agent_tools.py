@@ -18,7 +18,7 @@ from orchestration.context import RunContext
 from orchestration.errors import GuardrailTripped
 from orchestration.models.base import ToolSpec
 from orchestration.outcomes import AgentTool, ToolCallContext, ToolOutcome
-from orchestration.toolbox import RemoteTool, ToolServerError
+from orchestration.toolbox import RemoteTool, ToolCallLost, ToolServerError
 from policies.engine import Decision
 
 
@@ -103,22 +103,29 @@ def _gated(ctx: RunContext, tool: RemoteTool, gate: GateSettings) -> AgentTool:
             skipped = await _in_flight(ctx, tool, arguments, call_ctx)
             if skipped is not None:
                 return skipped
-        # recorded before the call: if the server dies during it, the resumed run knows it may have happened
-        await ctx.record(
-            "tool_call_started",
-            {
-                "agent": call_ctx.agent,
-                "tool": tool.qualified,
-                "call_id": call_ctx.call_id,
-                "retry_safe": retry_safe,
-            },
-            step_id=call_ctx.step_id,
-        )
-        t0 = time.perf_counter()
-        try:
-            text, is_error = await ctx.engine.toolbox.call(tool, arguments)
-        except ToolServerError as exc:
-            return ToolOutcome(exc.message, True, data={"server_error": True})
+        while True:
+            # recorded before the call: if the server dies during it, the resumed run knows it may have happened
+            await ctx.record(
+                "tool_call_started",
+                {
+                    "agent": call_ctx.agent,
+                    "tool": tool.qualified,
+                    "call_id": call_ctx.call_id,
+                    "retry_safe": retry_safe,
+                },
+                step_id=call_ctx.step_id,
+            )
+            t0 = time.perf_counter()
+            try:
+                text, is_error = await ctx.engine.toolbox.call(tool, arguments)
+            except ToolCallLost:  # its worker died during it (Temporal): a human decides, as after a restart
+                skipped = await _in_flight(ctx, tool, arguments, call_ctx)
+                if skipped is not None:
+                    return skipped
+                continue
+            except ToolServerError as exc:
+                return ToolOutcome(exc.message, True, data={"server_error": True})
+            break
         return ToolOutcome(
             text, is_error, data={"tool_latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
         )

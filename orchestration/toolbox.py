@@ -35,6 +35,11 @@ class ToolServerError(ConcertmasterError):
     code = "tool_server_error"
 
 
+class ToolCallLost(ToolServerError):
+    """The process running a tool call with side effects was lost during it (a Temporal worker): it may or
+    may not have happened. The gate asks a human whether to call it again, as for a server that stopped."""
+
+
 @dataclass(frozen=True)
 class RemoteTool:
     """A downstream tool as agents see it."""

@@ -29,7 +29,7 @@ from orchestration.errors import ConcertmasterError, ProviderError
 from orchestration.models.base import ModelRequest, ModelResponse
 from orchestration.pending import PendingRequests
 from orchestration.temporal import codec
-from orchestration.toolbox import RemoteTool, ToolServerError
+from orchestration.toolbox import RemoteTool, ToolCallLost, ToolServerError
 
 if TYPE_CHECKING:
     from orchestration.config import AgentConfig, TeamConfig
@@ -275,7 +275,11 @@ class ActivityToolbox:
             if isinstance(exc.cause, CancelledError_):
                 raise asyncio.CancelledError() from None
             if isinstance(exc.cause, TimeoutError_):  # its worker was lost during the call
-                raise ToolServerError(f"{IN_FLIGHT_LOST} ({tool.qualified})") from None
+                if not retry_safe:  # a human decides whether to call it again (the gate asks)
+                    raise ToolCallLost(f"{IN_FLIGHT_LOST} ({tool.qualified})") from None
+                raise ToolServerError(
+                    f"the workers running {tool.qualified} were lost during it on every attempt"
+                ) from None
             raise ToolServerError(failure_message(exc)) from None
         return str(text), bool(is_error)
 
