@@ -5,7 +5,8 @@
   write has a deterministic key, so a retried delivery is skipped by the server;
 - a model call is an activity on the workers' queue, retried on transient provider errors;
 - a downstream tool call is an activity, retried only when the tool is annotated read-only or idempotent;
-- a question to a human is a pending request answered by a signal; its expiry is a workflow timer.
+- a question to a human, or a host step (`model = "host"`), is a pending request answered by a signal (the
+  server routes `approve_action`, the CLI and `submit_step` alike); its expiry is a workflow timer.
 
 Everything here runs inside a workflow: no clock, randomness or I/O but Temporal's.
 """
@@ -192,27 +193,25 @@ def failure_message(exc: ActivityError) -> str:
     return str(cause or exc)
 
 
-NOT_ON_WORKERS = ("host",)
-"""Models that need the client to answer through tool calls (the host itself): not on Temporal yet. The
-client's model (`sampling`) is asked by the server that started the run, on its own queue."""
-
-
 def not_on_workers(name: str, model: str) -> str:
     return (
         f"agent {name!r} uses model {model!r}, which is not available to runs on "
-        '[engine] kind = "temporal" yet; use anthropic:<model> (the workers need ANTHROPIC_API_KEY), sampling or '
-        "scripted agents"
+        '[engine] kind = "temporal" yet; use anthropic:<model> (the workers need ANTHROPIC_API_KEY), sampling, '
+        "host or scripted agents"
     )
 
 
 class ActivityProviders:
-    """The provider factory of a run on Temporal: every model is called through an activity."""
+    """The provider factory of a run on Temporal: every model is called through an activity, but the host's
+    (`model = "host"`), which is a question of the run like an approval."""
 
-    def __call__(self, name: str, agent: AgentConfig, ctx: RunContext) -> ActivityModel:
-        if agent.model in NOT_ON_WORKERS:
-            from orchestration.errors import ModelUnavailableError
+    def __call__(self, name: str, agent: AgentConfig, ctx: RunContext) -> Any:
+        if agent.model == "host":
+            # the calling assistant answers through submit_step: a pending request of the run, asked and answered
+            # like an approval (rows sent to the audit owner, the answer delivered by the `answer` signal)
+            from orchestration.models.host import HostProvider
 
-            raise ModelUnavailableError(not_on_workers(name, agent.model))
+            return HostProvider(ctx.engine.pending)
         return ActivityModel(name, agent, ctx.config, ctx)
 
 

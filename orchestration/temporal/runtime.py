@@ -37,7 +37,6 @@ from orchestration.runtime import TERMINAL, Runtime
 from orchestration.spec import RunSpec, check_members
 from orchestration.temporal import codec
 from orchestration.temporal.activities import heartbeating
-from orchestration.temporal.effects import NOT_ON_WORKERS, not_on_workers
 from orchestration.temporal.worker import check_namespace, connect
 from orchestration.temporal.workflow import WORKFLOW_NAME
 
@@ -69,6 +68,10 @@ class RemotePending(PendingRequests):
             f" and p.status in ({statuses}) {where} order by p.created_at, p.rowid",
             params,
         )
+
+    def changed_remotely(self, run_id: str) -> None:
+        """A run's question was opened or closed by its workflow: wake those waiting on `wait_changed`."""
+        self._signal(run_id)
 
     def answered(self) -> list[dict[str, Any]]:
         """Questions answered in the audit that their run has not recorded yet (the answer is re-sent)."""
@@ -201,6 +204,9 @@ class TemporalRuntime(Runtime):
                         listener(run_id, event.kind, event.payload)
                     except Exception:  # progress is best-effort
                         log.exception("listener failed on %s", event.kind)
+        if any(e.kind.startswith("input_") for w in writes for e in w.events):
+            assert isinstance(self.pending, RemotePending)
+            self.pending.changed_remotely(run_id)  # a question opened or closed (host steps settle on it)
         self._wake(run_id)
         return len(writes)
 
@@ -239,8 +245,6 @@ class TemporalRuntime(Runtime):
         check_members(self.config, spec)
         for name in spec.members:
             agent = self.config.agents.get(name)
-            if agent is not None and agent.model in NOT_ON_WORKERS:
-                raise InvalidInputError(not_on_workers(name, agent.model))
             if agent is not None and agent.model == "sampling" and sampler is None:
                 raise InvalidInputError(
                     f"agent {name!r} uses model 'sampling' but the client did not offer MCP sampling; "

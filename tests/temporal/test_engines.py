@@ -124,3 +124,68 @@ async def test_pattern_tools_give_the_same_results_and_audit_on_both_engines(
         assert seen["temporal"][0]["stop_reason"] == "max_steps"
     else:
         assert seen["temporal"][0]["status"] in ("succeeded", "stopped")
+
+
+HOST_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("delegate_task", {"agent": "solo", "task": "name a colour"}, "legacy"),
+    (
+        "run_concurrent",
+        {"agents": ["alpha", "beta", "gamma"], "task": "pick a number", "reconcile": "majority"},
+        "auto",
+    ),
+]
+"""Runs of `host` agents, in both protocol eras (the host answers every step with submit_step)."""
+
+
+@pytest.mark.parametrize(("tool", "arguments", "mode"), HOST_CASES, ids=[t for t, _, _ in HOST_CASES])
+async def test_host_agents_answered_with_submit_step_give_the_same_results_and_audit_on_both_engines(
+    tmp_path: Path, temporal_address: str, tool: str, arguments: dict[str, Any], mode: str
+) -> None:
+    from tests.server.test_host_model import HOST, TEAM, play
+
+    seen = {}
+    for engine in ("embedded", "temporal"):
+        db = tmp_path / f"{engine}.db"
+        config = on_temporal(TEAM, temporal_address) if engine == "temporal" else TEAM
+        async with AsyncExitStack() as stack:
+            if engine == "temporal":
+                await stack.enter_async_context(worker(config))
+            client = await stack.enter_async_context(
+                Client(
+                    build_server(Settings(db=db, default_wait_seconds=30), config=config),
+                    mode=mode,
+                    client_info=HOST,
+                )
+            )
+            started = await client.call_tool(tool, arguments)
+            assert not started.is_error, started.content
+            run = started.structured_content
+            assert run["status"] == "awaiting_host", run
+            handed = sorted(s["agent"] for s in run["host_steps"])
+            final, batches = await play(client, run, lambda step: {"output": "7"})
+        conn = sqlite3.connect(db)
+        try:
+            requests = sorted(
+                conn.execute("select kind, status, channel, decided_by from pending_requests").fetchall()
+            )
+            models = sorted(
+                conn.execute("select provider, model from steps where agent != 'team'").fetchall()
+            )
+        finally:
+            conn.close()
+        seen[engine] = (
+            {k: final[k] for k in ("status", "stop_reason", "output", "error", "pattern", "steps")},
+            audit_of(db, final["run_id"]),
+            handed,
+            batches,
+            requests,
+            models,
+        )
+        assert verify_chain(db).ok
+    assert seen["temporal"] == seen["embedded"]
+    result, _audit, handed, batches, requests, models = seen["temporal"]
+    assert result["status"] == "succeeded" and handed == sorted(arguments.get("agents", ["solo"]))
+    assert len(batches) == 1  # parallel branches are handed over together, as on the embedded engine
+    assert requests == [("host_step", "resolved", "submit_step", "test-host")] * len(handed)
+    assert {m for m in models} == {("host", "test-host")}
+    await replays_deterministically(temporal_address, final["run_id"])
