@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from orchestration.audit.catalog import QUESTIONS, TABLES, VIEWS
 
 pytest.importorskip("datasette", reason="the [ui] extra (datasette) is not installed")
+httpx = pytest.importorskip("httpx", reason="the [ui] extra (datasette, which brings httpx) is not installed")
 
 ROOT = Path(__file__).resolve().parents[2]
 World = tuple[Path, dict[str, str]]
