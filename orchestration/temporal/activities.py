@@ -81,7 +81,7 @@ class WorkerActivities:
             tools = await self.toolbox.granted_tools(list(data["grants"]))
         except ConcertmasterError as exc:
             raise ApplicationError(exc.message, type="ToolServerError") from None
-        return [_tool(t) for t in tools]
+        return [codec.tool_to_dict(t) for t in tools]
 
     @activity.defn(name="check_tool_pin")
     async def check_tool_pin(self, data: dict[str, Any]) -> str | None:
@@ -150,14 +150,3 @@ async def _listed(toolbox: Toolbox, server: Any) -> list[Any]:
     client = await server.connect(toolbox._tg)
     with anyio.fail_after(server.config.timeout_s):
         return list((await client.list_tools()).tools)
-
-
-def _tool(tool: RemoteTool) -> dict[str, Any]:
-    return {
-        "server": tool.server,
-        "name": tool.name,
-        "description": tool.description,
-        "input_schema": tool.input_schema,
-        "annotations": tool.annotations,
-        "pin": tool.pin,
-    }

@@ -6,7 +6,7 @@ Model requests and replies go to and from the workers' activities; audit writes 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.audit.log import Event, Write
 from orchestration.errors import InvalidInputError
@@ -21,6 +21,14 @@ from orchestration.models.base import (
 )
 
 SCALARS = (str, int, float, bool, type(None))
+
+if TYPE_CHECKING:
+    from orchestration.toolbox import RemoteTool
+
+
+def tool_to_dict(tool: RemoteTool) -> dict[str, Any]:
+    """A downstream tool's definition as it travels between the workflow and the workers (`RemoteTool(**d)`)."""
+    return dataclasses.asdict(tool)
 
 
 def request_to_dict(request: ModelRequest) -> dict[str, Any]:

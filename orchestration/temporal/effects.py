@@ -244,7 +244,7 @@ class ActivityToolbox:
             changed: str | None = await detached(
                 workflow.execute_activity(
                     "check_tool_pin",
-                    _tool_dict(tool),
+                    codec.tool_to_dict(tool),
                     task_queue=self.task_queue,
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=READ_RETRY,
@@ -263,7 +263,7 @@ class ActivityToolbox:
             text, is_error = await detached(
                 workflow.execute_activity(
                     "call_tool",
-                    {"tool": _tool_dict(tool), "arguments": arguments},
+                    {"tool": codec.tool_to_dict(tool), "arguments": arguments},
                     task_queue=self.task_queue,
                     start_to_close_timeout=timedelta(seconds=300),
                     heartbeat_timeout=self.heartbeat,
@@ -284,17 +284,6 @@ class ActivityToolbox:
 
     def close(self) -> None:
         pass
-
-
-def _tool_dict(tool: RemoteTool) -> dict[str, Any]:
-    return {
-        "server": tool.server,
-        "name": tool.name,
-        "description": tool.description,
-        "input_schema": tool.input_schema,
-        "annotations": tool.annotations,
-        "pin": tool.pin,
-    }
 
 
 class WorkflowPending(PendingRequests):
