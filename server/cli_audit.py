@@ -232,6 +232,7 @@ def ui(db: Path, host: str, port: int, open_browser: bool) -> int:
         ) from None
     if not db.exists():
         raise ConcertmasterError(f"no audit database at {db}; start the server once or pass --db")
+    import signal
     import subprocess
     import tempfile
 
@@ -271,7 +272,14 @@ def ui(db: Path, host: str, port: int, open_browser: bool) -> int:
             file=sys.stderr,
             flush=True,
         )
+        child = subprocess.Popen(command)
+        # stopping `concertmaster ui` (SIGTERM from a service manager or a test) stops Datasette with it
+        previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
         try:
-            return subprocess.call(command)
+            return child.wait()
         except KeyboardInterrupt:
+            child.terminate()
+            child.wait()
             return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
