@@ -351,7 +351,9 @@ class Runtime:
         *,
         sampler: Sampler | None = None,
         journal: Journal | None = None,
+        listened: bool = True,
     ) -> RunContext:
+        """The context of run `run_id`; `listened=False` for a context no run owns (a probe): no listeners."""
         budget = Budget(limits, on_budget=self.on_budget)
         if journal is not None:  # the run clock goes on from where it was; downtime is not counted
             budget.started -= journal.elapsed_s
@@ -359,7 +361,7 @@ class Runtime:
             audit=self.audit,
             providers=self.providers,
             sampler=sampler,
-            listeners=self._listeners.setdefault(run_id, []) if run_id != "probe" else [],
+            listeners=self._listeners.setdefault(run_id, []) if listened else [],
             journal=journal,
             pending=self.pending,
             toolbox=self.toolbox,
@@ -646,7 +648,8 @@ class Runtime:
 
     def provider_for(self, agent: str, sampler: Sampler | None = None) -> ModelProvider:
         """The provider agent `agent` would run on now, for a client offering `sampler` (or not)."""
-        return self._context("probe", self.limits, "centralized", sampler=sampler).provider(agent)
+        probe = self._context("probe", self.limits, "centralized", sampler=sampler, listened=False)
+        return probe.provider(agent)
 
     # -- reading -----------------------------------------------------------------------------------
     @property
