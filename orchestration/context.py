@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,9 @@ StepRunner = Callable[..., Awaitable["StepResult"]]
 
 ProviderFactory = Callable[[str, AgentConfig, "RunContext"], ModelProvider]
 """Gives the provider that runs `agent` in a run: `(name, config, ctx) -> provider`."""
+
+Durability = Literal["now", "before_use", "later"]
+"""When a record must be committed: before `record` returns, before the run acts on it, or eventually."""
 
 Listener = Callable[[str, str, dict[str, Any]], None]
 """Called with `(run_id, kind, payload)` after each event of a run is committed (progress notifications)."""
@@ -83,11 +87,43 @@ class RunEngine:
     """Builds the body of a sub-team's run description (`RunSpec.build`), handed in by the engine."""
     agent_tools: Callable[[RunContext, str], Awaitable[list[AgentTool]]] | None = None
     """An agent's granted downstream tools, gated by its policy, handed in by the engine."""
+    unsaved: asyncio.Future[list[int]] | None = None
+    """The last record posted with `durable="before_use"`, until `RunContext.durable()` sees it committed."""
+    posting_error: BaseException | None = None
+    """The failure of a write posted without waiting, raised by the run's next awaited record."""
 
     @property
     def resumed(self) -> bool:
         """True when the run was resumed after a restart."""
         return self.journal is not None
+
+    def notify(self, run_id: str, kind: str, payload: dict[str, Any], step_id: str | None = None) -> None:
+        """Tell the listeners of a committed event (its payload, with its `step_id` when it has one)."""
+        if not self.listeners:
+            return
+        if step_id is not None:
+            payload = {**payload, "step_id": step_id}
+        for listener in list(self.listeners):
+            try:
+                listener(run_id, kind, payload)
+            except Exception:  # a progress listener must never break the run it watches
+                log.exception("listener failed on %s", kind)
+
+    def posted(self, done: asyncio.Future[list[int]], run_id: str, event: Event) -> None:
+        """A write posted without waiting is settled: tell the listeners, or keep its error for the run."""
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is None:
+            self.notify(run_id, event.kind, event.payload, event.step_id)
+        elif self.posting_error is None:
+            self.posting_error = error
+
+    def raise_posting_error(self) -> None:
+        """Raise (once) the error of an earlier write posted without waiting."""
+        error, self.posting_error = self.posting_error, None
+        if error is not None:
+            raise error
 
 
 @dataclass
@@ -176,20 +212,42 @@ class RunContext:
         *,
         step_id: str | None = None,
         statements: Sequence[tuple[str, Sequence[Any]]] = (),
+        durable: Durability = "now",
     ) -> int:
-        """Append an event of this run (with the summary updates it justifies) and tell listeners.
+        """Append an event of this run (with the summary updates it justifies); listeners are told once it is
+        committed.
+
+        `durable`: `"now"` waits for the commit (a human's decision; what must be seen before the run waits or
+        ends). `"before_use"` for what the run acts on later (a model reply, a tool result): the run goes on at
+        once, and `durable()`, called before the next model or tool call, waits for it. `"later"` for what
+        nothing acts on (a step started or finished). A posted event is committed with the next awaited write,
+        in order, or within `POST_DELAY_S`; if it cannot be, the run's next `durable()` or awaited record raises
+        the error. Posted records return 0.
 
         On replay, a pattern event already recorded before the restart is not written again, and nothing is
         written for a run another process took over (returns 0)."""
-        journal = self.engine.journal
-        if self.engine.fenced or (journal is not None and journal.take_event(kind, step_id)):
+        engine = self.engine
+        journal = engine.journal
+        if engine.fenced or (journal is not None and journal.take_event(kind, step_id)):
             return 0
-        seq = (
-            await self.engine.audit.write(Write(statements, [Event(kind, self.run_id, payload, step_id)]))
-        )[0]
-        for listener in list(self.engine.listeners):
-            try:
-                listener(self.run_id, kind, payload)
-            except Exception:  # a progress listener must never break the run it watches
-                log.exception("listener failed on %s", kind)
+        event = Event(kind, self.run_id, payload, step_id)
+        write = Write(statements, [event])
+        if durable != "now":
+            posted = engine.audit.post(write)
+            posted.add_done_callback(lambda done: engine.posted(done, self.run_id, event))
+            if durable == "before_use":
+                engine.unsaved = posted
+            return 0
+        engine.raise_posting_error()
+        seq = (await engine.audit.write(write))[0]
+        engine.notify(self.run_id, kind, payload, step_id)
         return seq
+
+    async def durable(self) -> None:
+        """Return once the run's records posted with `durable="before_use"` are committed: called before the
+        run acts on them (the next model or tool call). Raises the error of a record that could not be."""
+        unsaved = self.engine.unsaved
+        if unsaved is not None and not unsaved.done():
+            await self.engine.audit.durable()
+        self.engine.unsaved = None
+        self.engine.raise_posting_error()

@@ -372,11 +372,12 @@ class Runtime:
         )
         return RunContext(run_id=run_id, config=self.config, budget=budget, engine=engine, control=control)
 
-    def _launch(self, ctx: RunContext, body: RunBody, *, resumable: bool) -> None:
+    def _launch(self, ctx: RunContext, body: RunBody, *, resumable: bool) -> _Active:
         assert self._tg is not None
         active = _Active(ctx, resumable=resumable)
         self._active[ctx.run_id] = active
         self._tg.start_soon(self._execute, active, body)
+        return active
 
     async def _execute(self, active: _Active, body: RunBody) -> None:
         ctx = active.ctx
@@ -543,6 +544,11 @@ class Runtime:
         error: str | None,
         data: dict[str, Any] | None = None,
     ) -> None:
+        lost, ctx.engine.posting_error = ctx.engine.posting_error, None
+        if (
+            lost is not None and status == "succeeded"
+        ):  # a step's record never landed: the run can't be trusted
+            status, reason, error = "failed", "audit_error", f"audit write failed: {lost}"
         ended = now()
         payload = {
             "status": status,

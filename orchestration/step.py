@@ -70,6 +70,7 @@ async def run_step(
                 {"agent": agent_name, "key": full_key, "replies": len(replies)},
                 step_id=step_id,
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
+                durable="later",
             )
         if agent.tools and ctx.engine.agent_tools is not None:
             tools = [*tools, *await ctx.engine.agent_tools(ctx, agent_name)]
@@ -94,6 +95,7 @@ async def run_step(
                 call_started = time.perf_counter()
                 # the step timeout bounds the agent's own work; a wait for a human (approval) is not counted
                 remaining = max(min(ctx.budget.limits.step_timeout_s, ctx.budget.remaining_seconds()), 0.001)
+                await ctx.durable()  # what this call is sent (earlier replies, tool results) is recorded
                 with anyio.fail_after(remaining):
                     response = await provider.complete(request)
                 await _record_model_call(
@@ -245,6 +247,7 @@ async def _start(
                 (step_id, ctx.run_id, parent_step_id, key, agent, provider, model, prompt, started),
             )
         ],
+        durable="later",  # nothing acts on a step's start: it is committed with the step's first model reply
     )
 
 
@@ -283,6 +286,7 @@ async def _run_team(
                 {"agent": name, "key": full_key, "team": spec.pattern},
                 step_id=step_id,
                 statements=[("update steps set status = 'running' where id = ?", (step_id,))],
+                durable="later",
             )
         # a finished team is replayed too (its steps all replay from the journal), so the budget is restored
         if ctx.engine.build_team is None:
@@ -356,6 +360,7 @@ async def _record_model_call(
             },
         },
         step_id=step_id,
+        durable="before_use",  # the next model or tool call waits for it (`ctx.durable()`), the run's end too
         statements=[
             (
                 "update steps set model = ?, provider = ?, " + _ADD_USAGE + " where id = ?",
@@ -369,7 +374,10 @@ async def _record_model_call(
     )
     for limit, used, maximum in exceeded:  # actual use passed a budget (the projection is an estimate)
         await ctx.record(
-            "budget_exceeded", {"agent": agent, "limit": limit, "used": used, "max": maximum}, step_id=step_id
+            "budget_exceeded",
+            {"agent": agent, "limit": limit, "used": used, "max": maximum},
+            step_id=step_id,
+            durable="later",
         )
 
 
@@ -397,6 +405,7 @@ async def _call_tool(
         outcome = ToolOutcome(f"tool call limit reached (max_tool_calls={limit}); answer without tools", True)
     else:
         try:
+            await ctx.durable()  # the reply that asks for this call is recorded before the call is made
             outcome = await tool.call(arguments, ToolCallContext(step_id, agent, call_id, in_flight))
         except ConcertmasterError as exc:
             outcome = ToolOutcome(exc.message, is_error=True)
@@ -414,6 +423,7 @@ async def _call_tool(
             **({"data": outcome.data} if outcome.data else {}),
         },
         step_id=step_id,
+        durable="before_use",  # the next model or tool call waits for it (`ctx.durable()`), the run's end too
     )
     return outcome
 
@@ -449,4 +459,7 @@ async def _finish(
                 (status, output, error, now(), latency, step_id),
             )
         ],
+        # the step's output is its last model reply, durable already (a resumed run replays the step from it);
+        # the run's end is awaited, and committed after this
+        durable="later",
     )

@@ -8,6 +8,7 @@ linear time (`policies.linear`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from policies import linear
 
 REDACTED = "[redacted]"
+SHORT_TEXT = 256
+SHORT_TEXTS_KEPT = 4096
+"""Texts up to `SHORT_TEXT` characters are redacted once and remembered (up to this many)."""
 
 # Shapes of secrets that are never legitimate content of an audit row.
 DEFAULT_PATTERNS: tuple[str, ...] = (
@@ -61,6 +65,7 @@ OWNED_SUFFIXES = ("_id", "_at", "_hash", "_owner", "_by")
 FOREIGN_KEYS = frozenset({"arguments"})
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every key of every audited payload; names are few
 def owned(name: str) -> bool:
     """Does the server own the value of a column or payload key called `name` (so it is never redacted)?"""
     return name in OWNED_NAMES or name.endswith(OWNED_SUFFIXES) or name.startswith("lease")
@@ -81,12 +86,21 @@ class Redactor:
             {env[name] for name in secret_env if len(env.get(name, "")) >= 8}, key=len, reverse=True
         )
         self._regex = linear.any_of([*(linear.literal(v) for v in values), *patterns])
+        self._short: dict[str, str] = {}
+        """Short texts already redacted (names, statuses, options recur in every run's rows)."""
 
     def text(self, value: str) -> str:
         """`value` with every secret replaced."""
         if self._regex is None or not value:
             return value
-        return self._regex.sub(REDACTED, value)
+        if len(value) > SHORT_TEXT:
+            return self._regex.sub(REDACTED, value)
+        done = self._short.get(value)
+        if done is None:
+            if len(self._short) >= SHORT_TEXTS_KEPT:
+                self._short.clear()
+            done = self._short[value] = self._regex.sub(REDACTED, value)
+        return done
 
     def value(self, value: Any, *, foreign: bool = False) -> Any:
         """A JSON-like value with every string redacted, recursively, except the values of keys the server

@@ -22,12 +22,14 @@ from server.bridge import (
     state_run_id,
 )
 from server.notifications import send_log
-from server.progress import RunProgress
+from server.progress import STEP_ENDS, RunProgress
 from server.schemas import HostStep, PendingInfo, RunResult, run_result
 
 MAX_WAIT_SECONDS = 50.0
 PROGRESS_KINDS = {"step_started", "step_finished", "step_failed", "tool_called", "input_requested"}
 """The events a follower reports (progress and a log message each)."""
+FOLLOWED_KINDS = PROGRESS_KINDS | STEP_ENDS
+"""The events a follower reads (a cancelled or stopped step counts as ended, without a message of its own)."""
 
 
 def wait_bounds(wait_seconds: float | None, default: float) -> float:
@@ -48,19 +50,24 @@ async def follow_run(
     send, receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](1000)
 
     def listener(_run_id: str, kind: str, payload: dict[str, Any]) -> None:
-        if kind in PROGRESS_KINDS:
+        if kind in FOLLOWED_KINDS:
             try:
                 send.send_nowait((kind, payload))
             except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # progress is best-effort (and this call may have stopped following); the audit has it all
 
     progress = RunProgress(
-        rt.get_run(run_id), team_names=frozenset(rt.config.teams), max_turns=rt.limits.max_turns
+        rt.get_run(run_id),
+        team_names=frozenset(rt.config.teams),
+        max_turns=rt.limits.max_turns,
+        reader=rt.reader,
     )
 
     async def forward() -> None:
         async for kind, payload in receive:
             update = progress.update(kind, payload, rt.reader)
+            if kind not in PROGRESS_KINDS:
+                continue
             message = rt.audit.redactor.text(update.message)  # errors may quote secrets
             if update.progress is not None:
                 await ctx.report_progress(update.progress, update.total, message)

@@ -1,7 +1,7 @@
 """Progress notifications of a followed run: strictly increasing, with a total when it is known.
 
-The value is the number of finished steps (plus one half while a step is under way), read from the audit
-at each event, and a notification is sent only when it goes up: the protocol requires every progress value
+The value is the number of finished steps (plus one half while a step is under way), counted from the
+run's events as they come (the audit may already hold later ones: a commit carries several), and a notification is sent only when it goes up: the protocol requires every progress value
 of a request to be larger than the last. The total is the number of steps the run will take when the
 pattern fixes it (a delegation without handoffs, a sequence, a fan-out of agents), else none. The message
 names the agent, its turn/round "of N" when the pattern has one, and the run's tokens and cost so far.
@@ -19,6 +19,7 @@ from orchestration.audit.read import AuditReader
 ZERO_BASED = frozenset({"sequential", "concurrent", "group_chat", "handoff", "delegate"})
 UNITS = {"sequential": "step", "concurrent": "answer", "group_chat": "turn", "magentic": "round"}
 UNDER_WAY = frozenset({"step_started", "tool_called", "input_requested"})
+STEP_ENDS = frozenset({"step_finished", "step_failed", "step_cancelled", "step_stopped"})
 
 
 @dataclass
@@ -33,7 +34,14 @@ class Update:
 class RunProgress:
     """Turns a run's events into progress notifications for one tool call that follows it."""
 
-    def __init__(self, run: dict[str, Any], *, team_names: frozenset[str], max_turns: int | None) -> None:
+    def __init__(
+        self,
+        run: dict[str, Any],
+        *,
+        team_names: frozenset[str],
+        max_turns: int | None,
+        reader: AuditReader | None = None,
+    ) -> None:
         self.run_id = run["id"]
         self.pattern = run.get("pattern") or ""
         options = _options(run)
@@ -42,34 +50,25 @@ class RunProgress:
         self.of = _unit_count(self.pattern, options, members, max_turns)
         self.total = _total_steps(self.pattern, options, members, team_names)
         self.last = 0.0
+        self.finished = _finished_steps(self.run_id, reader) if reader is not None else 0
+        self.steps: dict[str, tuple[str | None, str | None]] = {}
+        """Agent and key of each step seen starting, by step id."""
 
     def update(self, kind: str, payload: dict[str, Any], reader: AuditReader) -> Update:
-        """The notification for one event of the run."""
-        finished, agent, key = self._finished(reader, kind)
-        agent = payload.get("agent") or agent
-        key = payload.get("key") or key
-        value = finished + (0.5 if kind in UNDER_WAY else 0.0)
+        """The notification for one event of the run (its payload carries its `step_id`)."""
+        step_id = payload.get("step_id")
+        agent, key = payload.get("agent"), payload.get("key")
+        if kind == "step_started" and step_id:
+            self.steps[step_id] = (agent, key)
+        elif kind in STEP_ENDS:
+            self.finished += 1
+            agent, key = self.steps.get(step_id or "", (None, None))
+        value = self.finished + (0.5 if kind in UNDER_WAY else 0.0)
         progress: float | None = None
         if value > self.last:
             progress = self.last = value
         total = self.total if self.total is not None and self.total >= value else None
         return Update(progress, total, self._message(kind, payload, agent, key, reader))
-
-    def _finished(self, reader: AuditReader, kind: str) -> tuple[int, str | None, str | None]:
-        rows = reader.query(
-            "select count(*) as n from steps where run_id = ? and status != 'running'", (self.run_id,)
-        )
-        last = None
-        if kind not in UNDER_WAY:
-            found = reader.query(
-                "select agent, key from steps where run_id = ? and status != 'running'"
-                " order by ended_at desc, rowid desc limit 1",
-                (self.run_id,),
-            )
-            last = found[0] if found else None
-        if last is None:
-            return int(rows[0]["n"]), None, None
-        return int(rows[0]["n"]), last["agent"], last["key"]
 
     def _message(
         self, kind: str, payload: dict[str, Any], agent: str | None, key: str | None, reader: AuditReader
@@ -92,6 +91,12 @@ class RunProgress:
             parts.append(f"{self.unit} {at} of {self.of}" if self.of else f"{self.unit} {at}")
         parts.append(_usage(reader, self.run_id))
         return " · ".join(parts)
+
+
+def _finished_steps(run_id: str, reader: AuditReader) -> int:
+    """Steps of the run already ended when following starts (a resumed or re-followed run)."""
+    rows = reader.query("select count(*) as n from steps where run_id = ? and status != 'running'", (run_id,))
+    return int(rows[0]["n"])
 
 
 def _options(run: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The single audit writer.
 
-All writes of a process go through one thread that owns one SQLite connection. Callers hand it a `Write`
-(summary-row statements plus the events they justify) and await its result; the thread drains whatever is
-queued into one transaction, so a burst of writes costs one commit. Each event is chained to the previous
-one by hash, inside the transaction, after taking SQLite's write lock (`BEGIN IMMEDIATE`), so another process
-writing the same file (the CLI approving an action) extends the same chain.
+Writes of an event loop are committed on that loop: every write posted during one turn of the loop is
+committed in one transaction by a callback the loop runs next (group commit, no thread hand-off, one wake-up
+per batch). A write that would have to wait (another connection holds SQLite's write lock, or the writer
+thread is busy with earlier writes) goes to the writer thread instead, which waits for it without blocking
+the loop; writes of one loop are committed in the order they were posted either way. Blocking callers (the
+CLI) and WAL checkpoints (an fsync) use the thread too. Each event is chained to the previous one by hash,
+inside the transaction, after taking the write lock (`BEGIN IMMEDIATE`), so another process writing the same
+file (the CLI approving an action) extends the same chain.
 
 Failure is loud: a write that cannot be committed raises `AuditError` in the caller; nothing is dropped.
 """
@@ -12,8 +15,10 @@ Failure is loud: a write that cannot be committed raises `AuditError` in the cal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -30,6 +35,11 @@ from orchestration.errors import AuditError, AuditUnavailable, WriteConflict
 from policies.redaction import Redactor
 
 BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write in a burst
+POST_DELAY_S = 0.002
+"""How long a write posted without waiting may wait for one that is awaited, to share its commit."""
+CHECKPOINT_CHANGES = 10_000
+"""Rows changed between two WAL checkpoints, which the writer thread runs (they fsync) so the loop never waits
+on one; SQLite's own automatic checkpoint is off on the writer's connection."""
 
 
 @dataclass(frozen=True)
@@ -79,29 +89,6 @@ def _settle_waiter(waiter: asyncio.Future[list[int]], outcome: Outcome) -> None:
         waiter.set_result(outcome)
 
 
-def _settle_many(items: list[tuple[asyncio.Future[list[int]], Outcome]]) -> None:
-    for waiter, outcome in items:
-        _settle_waiter(waiter, outcome)
-
-
-def _settle(results: list[tuple[_Job, Outcome]]) -> None:
-    """Hand each job its outcome: one wake-up per event loop for the whole batch, not one per write."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Outcome]]] = {}
-    for job, outcome in results:
-        if job.future is not None and not job.future.cancelled():
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
-        if job.loop is not None and job.waiter is not None:
-            by_loop.setdefault(job.loop, []).append((job.waiter, outcome))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle_many, items)
-        except RuntimeError:
-            pass  # that loop is closed: nobody is waiting any more
-
-
 # SQLite's primary result codes that mean "the database cannot be written now", not "this write is wrong":
 # BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 _UNWRITABLE = frozenset({5, 6, 8, 10, 13, 14, 15})
@@ -123,9 +110,12 @@ def _failure(exc: Exception) -> AuditError:
     return AuditError(f"audit write failed: {exc}")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(payload: Any) -> str:
     """The exact JSON text stored and hashed for a payload."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(payload)
 
 
 def event_hash(
@@ -160,7 +150,7 @@ def connect(path: Path, *, readonly: bool = False, busy_timeout_s: float = 10.0)
 
 
 class AuditLog:
-    """The audit database of one process: a writer thread plus a way to read."""
+    """The audit database of one process: a writer (on the caller's event loop, or a thread) plus a way to read."""
 
     def __init__(
         self, path: str | Path, redactor: Redactor | None = None, *, busy_timeout_s: float = 10.0
@@ -169,10 +159,24 @@ class AuditLog:
         self.redactor = redactor or Redactor()
         self.busy_timeout_s = busy_timeout_s
         """How long one write waits for another connection's write lock before failing."""
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._lock = threading.Lock()
+        """Held during a transaction on the connection (by a loop's commit or by the thread)."""
+        self._waits = True
+        """Whether the connection's busy timeout is on (the thread) or off (a commit on a loop never waits)."""
+        self._posted: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        """Per event loop: writes posted since its last commit, committed together by its next callback."""
+        self._flushes: dict[asyncio.AbstractEventLoop, asyncio.Handle] = {}
+        """Per event loop: its scheduled commit of the posted writes."""
+        self._handed: dict[asyncio.AbstractEventLoop, int] = {}
+        """Per event loop: writes handed to the thread and not yet settled (later ones must follow them)."""
+        self._changes_at_checkpoint = 0
+        self._checkpoint_queued = False
+        self.commits = 0
+        """Transactions committed so far (for tests and benchmarks: what a run costs, counted, not timed)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def open(self) -> AuditLog:
@@ -180,6 +184,8 @@ class AuditLog:
         if self._thread is not None:
             return self
         self._conn = self._connect_and_migrate()
+        self._conn.execute("pragma wal_autocheckpoint=0")  # the thread checkpoints (see CHECKPOINT_CHANGES)
+        self._changes_at_checkpoint = self._conn.total_changes
         self._thread = threading.Thread(target=self._loop, name="concertmaster-audit", daemon=True)
         self._thread.start()
         return self
@@ -208,7 +214,12 @@ class AuditLog:
         """Finish every queued write, then stop the thread."""
         if self._thread is None or self._closed:
             return
+        try:  # writes posted on this loop and not committed yet go first
+            self._flush(asyncio.get_running_loop())
+        except RuntimeError:
+            pass  # not on an event loop
         self._closed = True
+        self._queue.put("checkpoint")
         self._queue.put(None)
         self._thread.join()
         if self._conn is not None:
@@ -226,20 +237,50 @@ class AuditLog:
             raise AuditError("the audit log is closed; nothing can be recorded")
 
     def submit(self, write: Write) -> Future[list[int]]:
-        """Queue a write; the future resolves to the new events' sequence numbers."""
+        """Queue a write for the thread; the future resolves to the new events' sequence numbers."""
         self._check_open()
         job = _Job(write, future=Future())
         self._queue.put(job)
         assert job.future is not None
         return job.future
 
-    async def write(self, write: Write) -> list[int]:
-        """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
+    def post(self, write: Write, *, soon: bool = False) -> asyncio.Future[list[int]]:
+        """Queue `write` for a commit on this event loop and return at once; the future resolves to the new
+        events' sequence numbers once it is committed (or to `AuditError`).
+
+        It is committed with the next write someone awaits, or after `POST_DELAY_S` at the latest (`soon`: on
+        the loop's next turn). Writes of one loop are committed in the order they are posted, so once a write
+        posted later is committed, this one is too: a caller may post what nothing acts on and await only what
+        must be durable before it goes on."""
         self._check_open()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
-        self._queue.put(_Job(write, loop=loop, waiter=waiter))
-        return await waiter
+        posted = self._posted.get(loop)
+        if posted is None:
+            posted = self._posted[loop] = []
+        posted.append(_Job(write, loop=loop, waiter=waiter))
+        flush = self._flushes.get(loop)
+        if flush is None or (soon and isinstance(flush, asyncio.TimerHandle)):
+            if flush is not None:
+                flush.cancel()
+            self._flushes[loop] = (
+                loop.call_soon(self._flush, loop)
+                if soon
+                else loop.call_later(POST_DELAY_S, self._flush, loop)
+            )
+        return waiter
+
+    async def write(self, write: Write) -> list[int]:
+        """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
+        return await self.post(write, soon=True)
+
+    async def durable(self) -> None:
+        """Return once every write posted on this event loop so far is committed, or has failed (its poster
+        hears of that through its future)."""
+        loop = asyncio.get_running_loop()
+        if self._posted.get(loop) or self._handed.get(loop):
+            with contextlib.suppress(AuditError):
+                await self.post(Write(), soon=True)  # committed after them: writes of a loop commit in order
 
     async def event(
         self,
@@ -258,6 +299,62 @@ class AuditLog:
         """Blocking `write`, for the CLI."""
         return self.submit(write).result()
 
+    # -- committing on the loop ----------------------------------------------------------------------
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the writes posted on `loop` (a callback of that loop), or hand them to the thread when the
+        commit would wait: for the write lock of another connection, or behind writes the thread still has."""
+        self._flushes.pop(loop, None)
+        jobs = self._posted.pop(loop, None)
+        if not jobs:
+            return
+        if self._conn is None or self._closed:
+            for job in jobs:
+                _settle_waiter(job.waiter, AuditError("the audit log is closed; nothing was recorded"))  # type: ignore[arg-type]
+            return
+        if self._handed.get(loop) or not self._lock.acquire(blocking=False):
+            self._hand(loop, jobs)
+            return
+        try:
+            if self._waits:
+                self._conn.execute("pragma busy_timeout=0")
+                self._waits = False
+            results: list[tuple[_Job, Outcome]] = []
+            for start in range(0, len(jobs), BATCH_LIMIT):
+                batch = jobs[start : start + BATCH_LIMIT]
+                try:
+                    results += self._commit(self._conn, batch)
+                except sqlite3.Error as exc:
+                    assert _unwritable(exc)
+                    self._hand(loop, jobs[start:])  # locked elsewhere, or no room: the thread waits or fails
+                    break
+            self._maybe_checkpoint()
+        finally:
+            self._lock.release()
+        for job, outcome in results:
+            _settle_waiter(job.waiter, outcome)  # type: ignore[arg-type]
+
+    def _hand(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        self._handed[loop] = self._handed.get(loop, 0) + len(jobs)
+        for job in jobs:
+            self._queue.put(job)
+
+    def _settled(self, loop: asyncio.AbstractEventLoop, items: list[tuple[_Job, Outcome]]) -> None:
+        """Outcomes of writes the thread committed for `loop`, handed over in one wake-up of that loop."""
+        self._handed[loop] -= len(items)
+        if not self._handed[loop]:
+            del self._handed[loop]
+        for job, outcome in items:
+            _settle_waiter(job.waiter, outcome)  # type: ignore[arg-type]
+
+    def _maybe_checkpoint(self) -> None:
+        assert self._conn is not None
+        if (
+            not self._checkpoint_queued
+            and self._conn.total_changes - self._changes_at_checkpoint > CHECKPOINT_CHANGES
+        ):
+            self._checkpoint_queued = True
+            self._queue.put("checkpoint")
+
     # -- the writer thread -------------------------------------------------------------------------
     def _loop(self) -> None:
         assert self._conn is not None
@@ -266,6 +363,10 @@ class AuditLog:
             job = self._queue.get()
             if job is None:
                 return
+            if job == "checkpoint":
+                self._checkpoint(conn)
+                continue
+            assert isinstance(job, _Job)
             batch = [job]
             stop = False
             while len(batch) < BATCH_LIMIT:
@@ -276,63 +377,129 @@ class AuditLog:
                 if more is None:
                     stop = True
                     break
+                if more == "checkpoint":
+                    self._queue.put(more)  # after this batch
+                    break
+                assert isinstance(more, _Job)
                 batch.append(more)
-            self._commit(conn, batch)
+            with self._lock:
+                if not self._waits:
+                    conn.execute(f"pragma busy_timeout={int(self.busy_timeout_s * 1000)}")
+                    self._waits = True
+                results = self._commit_or_fail(conn, batch)
+                self._maybe_checkpoint()
+            self._settle(results)
             if stop:
                 return
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """Commit the batch in one transaction; if any write fails, redo each write in its own so that only
-        the bad one fails (failures are bugs, so the fast path has no savepoints).
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Move the WAL into the database file (PASSIVE: never waits for readers or writers)."""
+        with self._lock:
+            self._checkpoint_queued = False
+            self._changes_at_checkpoint = conn.total_changes
+            try:
+                conn.execute("pragma wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # the next one will try again; nothing is lost
+                logging.getLogger("concertmaster.audit").warning("WAL checkpoint failed: %s", exc)
 
-        A database that cannot be written at all (locked by another connection, disk full) fails the whole
-        batch at once with `AuditUnavailable`: retrying each write alone would hold every caller for one busy
-        timeout per write."""
+    def _settle(self, results: list[tuple[_Job, Outcome]]) -> None:
+        """Hand each job its outcome: one wake-up per event loop for the whole batch, not one per write."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Outcome]]] = {}
+        for job, outcome in results:
+            if job.future is not None and not job.future.cancelled():
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+            if job.loop is not None:
+                by_loop.setdefault(job.loop, []).append((job, outcome))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settled, loop, items)
+            except RuntimeError:
+                pass  # that loop is closed: nobody is waiting any more
+
+    def _commit_or_fail(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[_Job, Outcome]]:
+        """`_commit`, where a database that cannot be written fails the whole batch with `AuditUnavailable`
+        at once: retrying each write alone would hold every caller for one busy timeout per write."""
         try:
-            _settle(self._transaction(conn, batch))
+            return self._commit(conn, batch)
         except sqlite3.Error as exc:
-            if not _unwritable(exc):
-                self._commit_each(conn, batch, exc)
-                return
-            _settle([(job, _failure(exc)) for job in batch])
-        except Exception as exc:  # a bug in a write must fail its callers, never kill the writer thread
-            self._commit_each(conn, batch, exc)
+            return [(job, _failure(exc)) for job in batch]
 
-    def _commit_each(self, conn: sqlite3.Connection, batch: list[_Job], exc: Exception) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[_Job, Outcome]]:
+        """Commit the batch in one transaction; if any write fails, redo each write in its own so that only
+        the bad one fails (failures are bugs, so the fast path has no savepoints). Raises the `sqlite3.Error`
+        of a database that cannot be written now (locked, full), with nothing committed."""
+        try:
+            return self._transaction(conn, batch)
+        except sqlite3.Error as exc:
+            if _unwritable(exc):
+                raise
+            return self._commit_each(conn, batch, exc)
+        except Exception as exc:  # a bug in a write must fail its callers, never kill the writer
+            return self._commit_each(conn, batch, exc)
+
+    def _commit_each(
+        self, conn: sqlite3.Connection, batch: list[_Job], exc: Exception
+    ) -> list[tuple[_Job, Outcome]]:
         if len(batch) == 1:
-            _settle([(batch[0], _failure(exc))])
-            return
+            return [(batch[0], _failure(exc))]
         results: list[tuple[_Job, Outcome]] = []
         for job in batch:
             try:
                 results += self._transaction(conn, [job])
             except Exception as one:
                 results.append((job, _failure(one)))
-        _settle(results)
+        return results
 
     def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Outcome]]:
         try:
             conn.execute("begin immediate")
             head_seq, head_hash = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
             results: list[tuple[_Job, Outcome]] = []
+            rows: list[tuple[Any, ...]] = []
+            keys: set[str] = set()
+            created = now()  # one time for the events of one commit
             for job in jobs:
-                outcome, head_seq, head_hash = self._apply(conn, job.write, head_seq, head_hash)
+                outcome, head_seq, head_hash = self._apply(
+                    conn, job.write, head_seq, head_hash, created, rows, keys
+                )
                 results.append((job, outcome))
+            conn.executemany(
+                "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash, event_key)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             conn.execute("update audit_head set seq = ?, hash = ? where id = 1", (head_seq, head_hash))
             conn.execute("commit")
+            self.commits += 1
             return results
         except BaseException:
             if conn.in_transaction:
                 conn.execute("rollback")
             raise
 
-    def _apply(self, conn: sqlite3.Connection, write: Write, seq: int, prev: str) -> tuple[Outcome, int, str]:
+    def _apply(
+        self,
+        conn: sqlite3.Connection,
+        write: Write,
+        seq: int,
+        prev: str,
+        created: str,
+        rows: list[tuple[Any, ...]],
+        keys: set[str],
+    ) -> tuple[Outcome, int, str]:
+        """Run the write's statements and add its events, chained, to `rows` (inserted together after the
+        batch's statements: nothing in a statement reads events)."""
         redact = self.redactor
-        if (
-            write.key is not None
-            and conn.execute("select 1 from events where event_key = ?", (f"{write.key}.0",)).fetchone()
-        ):
-            return [], seq, prev  # delivered before: already committed whole
+        if write.key is not None:
+            if (
+                write.key in keys
+                or conn.execute("select 1 from events where event_key = ?", (f"{write.key}.0",)).fetchone()
+            ):
+                return [], seq, prev  # delivered before: already committed whole
+            keys.add(write.key)
         if write.guard is not None:
             sql, params = write.guard
             if conn.execute(sql, redact_params(redact, sql, params)).rowcount == 0:
@@ -343,24 +510,10 @@ class AuditLog:
         seqs = []
         for i, ev in enumerate(write.events):
             seq += 1
-            created = now()
             payload = canonical(redact.value(ev.payload))
             digest = event_hash(prev, seq, ev.run_id, ev.step_id, ev.kind, payload, created)
-            conn.execute(
-                "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash, event_key)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    seq,
-                    ev.run_id,
-                    ev.step_id,
-                    ev.kind,
-                    payload,
-                    created,
-                    prev,
-                    digest,
-                    f"{write.key}.{i}" if write.key is not None else None,
-                ),
-            )
+            key = f"{write.key}.{i}" if write.key is not None else None
+            rows.append((seq, ev.run_id, ev.step_id, ev.kind, payload, created, prev, digest, key))
             prev = digest
             seqs.append(seq)
         return seqs, seq, prev

@@ -92,12 +92,26 @@ class WorkflowAudit:
 
     async def write(self, write: Write) -> list[int]:
         """Queue `write` with the next deterministic key; sequence numbers are not known here (0s)."""
-        keyed = dataclasses.replace(write, key=f"{self.run_id}/{self._count}")
-        self._count += 1
-        self._buffer.append(keyed)
+        self._queue(write)
         if any(e.kind in SEND_AT_ONCE for e in write.events):
             await self.flush()
         return [0] * len(write.events)
+
+    def post(self, write: Write) -> asyncio.Future[list[int]]:
+        """`write` without waiting (an event nothing acts on): it goes with the next batch sent."""
+        assert not any(e.kind in SEND_AT_ONCE for e in write.events), "must be sent at once: use write()"
+        self._queue(write)
+        queued: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        queued.set_result([0] * len(write.events))
+        return queued
+
+    async def durable(self) -> None:
+        """Nothing to wait for: what the run acts on (model replies, tool results) is durable in the workflow's
+        history already; the audit is its record, sent in batches."""
+
+    def _queue(self, write: Write) -> None:
+        self._buffer.append(dataclasses.replace(write, key=f"{self.run_id}/{self._count}"))
+        self._count += 1
 
     async def event(
         self,
