@@ -280,6 +280,8 @@ class AuditLog:
             self._commit(conn, batch)
             if stop:
                 return
+            job = more = None  # the last batch's writes (and their payloads) are not kept while we wait
+            batch.clear()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Commit the batch in one transaction; if any write fails, redo each write in its own so that only
