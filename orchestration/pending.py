@@ -67,6 +67,10 @@ class PendingRequests:
         """Another process owns `run_id` now: its open questions stay open in the audit for that process."""
         self._let_go.add(run_id)
 
+    def forget(self, run_id: str) -> None:
+        """`run_id` stopped running in this process (ended, or let go): keep nothing of it."""
+        self._let_go.discard(run_id)
+
     def get(self, request_id: str) -> PendingRequest | None:
         return self._open.get(request_id)
 
@@ -145,6 +149,22 @@ class PendingRequests:
                 )
             await self.audit.write(Write([insert, park], events))
         self._open[request.id] = request
+        try:
+            return await self._answer_of(request, adopt, timeout)
+        finally:
+            # nobody waits on it any more (answered, expired, cancelled, or its close failed): an open request
+            # left here would be kept, and listed as open, for the life of the process
+            if self._open.pop(request.id, None) is not None:
+                self._signal(run_id)
+
+    async def _answer_of(
+        self,
+        request: PendingRequest,
+        adopt: dict[str, Any] | None,
+        timeout: float | None,  # noqa: ASYNC109 - recorded as the request's expiry
+    ) -> tuple[Any, str]:
+        """Wait for the answer to `request` (already open): see `ask`."""
+        run_id = request.run_id
         answered = adopt.get("chained_response") if adopt is not None else None
         if adopt is not None and adopt.get("status") == "answered" and answered is not None:
             # answered (through the CLI) while no server was running: apply it now, nobody needs to be asked

@@ -302,7 +302,6 @@ class Runtime:
             raise ConcertmasterError("the runtime is not started; use `async with Runtime(...)`")
         run_id = new_id("run")
         limits = limits or self.limits
-        ctx = self._context(run_id, limits, control, sampler=sampler)
         opts = {**(options or {}), "limits": limits.model_dump(exclude_defaults=True)}
         await self.audit.write(
             Write(
@@ -340,6 +339,8 @@ class Runtime:
                 ],
             )
         )
+        # created after the write, so a start that failed to be recorded leaves no listeners entry behind
+        ctx = self._context(run_id, limits, control, sampler=sampler)
         self._launch(ctx, traced_run(body, run_id, pattern, control), resumable=spec is not None)
         return run_id
 
@@ -437,6 +438,8 @@ class Runtime:
             active.done.set()
             active.wake.set()
             self._active.pop(ctx.run_id, None)
+            self._listeners.pop(ctx.run_id, None)  # also when _finish did not run (a run another server took)
+            self.pending.forget(ctx.run_id)
 
     async def resume_run(self, run_id: str) -> dict[str, Any]:
         """Resume an interrupted run here (`[runs] resume = "manual"`, or past `max_auto_resumes`); its

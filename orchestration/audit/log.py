@@ -391,6 +391,8 @@ class AuditLog:
             self._settle(results)
             if stop:
                 return
+            job = more = None  # the last batch's writes (and their payloads) are not kept while we wait
+            batch.clear()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         """Move the WAL into the database file (PASSIVE: never waits for readers or writers)."""

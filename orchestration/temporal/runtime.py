@@ -315,6 +315,7 @@ class TemporalRuntime(Runtime):
             )
         except RPCError as exc:
             message = f"Temporal refused to start the run: {exc.message}"
+            self._samplers.pop(run_id, None)  # the run never starts: nothing will pop it on run_finished
             await self._interrupt(run_id, "engine_error", message, status="failed")
             raise ConcertmasterError(message) from None
         return run_id
@@ -403,5 +404,7 @@ class TemporalRuntime(Runtime):
         def unsubscribe() -> None:
             if listener in listeners:
                 listeners.remove(listener)
+            if not listeners and self._listeners.get(run_id) is listeners:
+                del self._listeners[run_id]  # one entry per followed run would stay for the server's life
 
         return unsubscribe
