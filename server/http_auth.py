@@ -15,6 +15,7 @@ The MCP SDK's own bearer-auth middleware checks the header (`mcp.server.auth`, w
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hmac
 import ipaddress
@@ -35,6 +36,7 @@ TOKENS_FILE = "http-tokens"
 APPROVER = "approver"
 
 
+@functools.cache  # asked on every tool call over stdio; a process does not change user
 def local_user() -> str:
     """The local user's name: the principal of stdio connections and the CLI."""
     try:
