@@ -15,15 +15,17 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from orchestration.audit.log import AuditLog, Event, Write, event_hash
 from orchestration.audit.read import AuditReader
 from orchestration.audit.schema import now
-from orchestration.context import RunContext
 from orchestration.errors import InvalidInputError, WriteConflict
-from orchestration.pending import PendingRequests
 from orchestration.telemetry import traced_approval
+
+if TYPE_CHECKING:  # annotations only: `concertmaster approvals` then never loads the config models (pydantic)
+    from orchestration.context import RunContext
+    from orchestration.pending import PendingRequests
 
 HUMAN_CHANNELS = ("elicitation", "cli")
 Choice = Literal["approve", "deny"]

@@ -7,17 +7,19 @@ match wins) and its limits replace the earlier ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestration.agent_tools import GateSettings
 from orchestration.config import TeamConfig
 from orchestration.errors import ConfigError
-from orchestration.toolbox import RemoteTool
 from policies.engine import Action, Decision, evaluate
 from policies.limits import Limits
 from policies.load import PolicyError, load_policy, merge
 from policies.redaction import DEFAULT_PATTERNS, DEFAULT_SECRET_ENV, Redactor
 from policies.schema import Policy
+
+if TYPE_CHECKING:  # the tool gate loads the MCP client; `config check` and `approve` only read policies
+    from orchestration.agent_tools import GateSettings
+    from orchestration.toolbox import RemoteTool
 
 
 @dataclass
@@ -47,6 +49,8 @@ class PolicyBook:
 
     def gate(self, agent: str) -> GateSettings:
         """How `agent`'s tool calls are decided."""
+        from orchestration.agent_tools import GateSettings
+
         policy = self.for_agent(agent)
         group = self.config.agents[agent].group if agent in self.config.agents else None
 

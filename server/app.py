@@ -30,7 +30,7 @@ from orchestration.runtime import Runtime
 from policies.redaction import Redactor
 from server import notifications
 from server.settings import Settings, version
-from server.tool_schema import compact
+from server.tool_schema import compact, type_unions
 
 # Sampling and logging are deprecated from 2026-07-28 (SEP-2577) but are what today's clients speak:
 # we use them on purpose, as the fallback path, so the warning is noise for our users.
@@ -92,12 +92,14 @@ def state(ctx: Context[Any, Any]) -> AppState:
 
 class ConcertmasterServer(MCPServer[AppState]):
     """MCPServer that refuses unknown arguments, names each invalid field with its fix, and lists compact
-    input schemas (`server.tool_schema`)."""
+    input schemas and quick-to-check output schemas (`server.tool_schema`)."""
 
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
         for tool in tools:
             tool.input_schema = compact(tool.input_schema)
+            if tool.output_schema is not None:
+                tool.output_schema = type_unions(tool.output_schema)
         return tools
 
     redactor: Redactor | None = None

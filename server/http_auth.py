@@ -15,6 +15,7 @@ The MCP SDK's own bearer-auth middleware checks the header (`mcp.server.auth`, w
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hmac
 import ipaddress
@@ -23,9 +24,11 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
+if TYPE_CHECKING:  # the SDK is loaded by `serve --http` only: `token add` and `config check` stay fast
+    from mcp.server.auth.provider import AccessToken
+    from mcp.server.auth.settings import AuthSettings
 
 from orchestration.errors import ConfigError
 
@@ -33,6 +36,7 @@ TOKENS_FILE = "http-tokens"
 APPROVER = "approver"
 
 
+@functools.cache  # asked on every tool call over stdio; a process does not change user
 def local_user() -> str:
     """The local user's name: the principal of stdio connections and the CLI."""
     try:
@@ -136,6 +140,8 @@ class TokenFile:
             return 0.0
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        from mcp.server.auth.provider import AccessToken
+
         stamp = self._mtime()
         if stamp != self._stamp:
             try:
@@ -155,6 +161,8 @@ class TokenFile:
 
 def auth_settings(host: str, port: int) -> AuthSettings:
     """The SDK's auth settings for a bearer-token resource server (no OAuth authorization server here)."""
+    from mcp.server.auth.settings import AuthSettings
+
     return AuthSettings(issuer_url=f"http://{host}:{port}", resource_server_url=None)  # type: ignore[arg-type]
 
 

@@ -18,10 +18,12 @@ from contextlib import asynccontextmanager
 from typing import Any, get_args
 
 import anyio
+from mcp.server.connection import allowed_log_levels
 from mcp.server.lowlevel import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.subscriptions import ResourcesListChanged
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from orchestration.audit.read import AuditReader
 
@@ -70,10 +72,20 @@ def level_of(session: Any) -> LoggingLevel | None:
         return None
 
 
+def wants_log(ctx: Context[Any, Any], level: LoggingLevel) -> bool:
+    """Whether this request's client asked for log messages at `level`: on a 2025-era connection by
+    `logging/setLevel` (at `level` or below), on 2026-07-28 by the request's own log level. A client that never
+    asked gets none (the protocol leaves that choice to the server): each message is a write on its pipe."""
+    rc = ctx.request_context
+    if rc.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return level in allowed_log_levels(rc.protocol_version, rc.meta)
+    wanted = level_of(rc.session)
+    return wanted is not None and LEVELS.index(level) >= LEVELS.index(wanted)
+
+
 async def send_log(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
-    """Send a log message unless the client asked for a higher level (best effort: never fails a call)."""
-    wanted = level_of(ctx.request_context.session)
-    if wanted is not None and LEVELS.index(level) < LEVELS.index(wanted):
+    """Send a log message if the client asked for this level (`wants_log`; best effort: never fails a call)."""
+    if not wants_log(ctx, level):
         return
     try:
         await ctx.log(level, message, logger_name="concertmaster")

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.mcpserver import Context
+
 from orchestration.audit.read import AuditReader
 
 # patterns whose step keys count from 0 ("0.researcher"); magentic counts rounds from 1
@@ -162,3 +164,20 @@ def _usage(reader: AuditReader, run_id: str) -> str:
         tokens = f"{(row['input_tokens'] or 0) + (row['output_tokens'] or 0):,} tokens"
     cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.4f}"
     return f"{tokens}{cost} so far"
+
+
+def asked_for_progress(ctx: Context[Any, Any]) -> bool:
+    """Whether this tool call carries a progress token (else `report_progress` sends nothing, so the server
+    need not work out progress at all)."""
+    meta = ctx.request_context.meta
+    if meta and meta.get("progress_token") is not None:
+        return True
+    # in-process the SDK's dispatch context holds the client's callback instead of a token; look there, and
+    # when it cannot be told (a dispatcher we do not know) report as before
+    outbound: Any = getattr(ctx.request_context.session, "_request_outbound", None)
+    while hasattr(outbound, "_inner"):
+        outbound = outbound._inner
+    for attribute in ("_progress_token", "_on_progress"):
+        if hasattr(outbound, attribute):
+            return getattr(outbound, attribute) is not None
+    return True

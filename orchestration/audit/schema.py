@@ -9,8 +9,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported in `migrate` only: readers (`concertmaster runs`) never pay its ~40 ms
+    import sqlite_utils
 
 GENESIS_HASH = "0" * 64
 
@@ -310,7 +312,7 @@ def _event_keys_and_engine(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("engine", str, not_null_default="embedded")
 
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
 MIGRATIONS: list[Migration] = [
@@ -335,6 +337,8 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     """
     if _applied(conn) >= set(range(1, len(MIGRATIONS) + 1)):
         return []  # up to date: no need to queue for the write lock
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     conn.execute("begin immediate")
     try:

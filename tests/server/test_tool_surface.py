@@ -97,3 +97,44 @@ def test_compact_drops_titles_null_unions_and_null_defaults_but_not_properties_n
             "either": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
         },
     }
+
+
+async def test_output_schemas_write_nullable_fields_as_type_lists_and_still_check_results(db: Path) -> None:
+    from jsonschema import Draft202012Validator
+
+    async with Client(server(db), mode="legacy") as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool(
+            "delegate_task", {"agent": "a", "task": "t"}
+        )  # the client validates it
+    schema = tools["delegate_task"].output_schema
+    assert schema is not None and schema["properties"]["output"]["type"] == ["string", "null"]
+    assert '"anyOf": [{"type"' not in json.dumps(schema)
+    validator = Draft202012Validator(schema)
+    assert result.structured_content is not None and validator.is_valid(result.structured_content)
+    assert not validator.is_valid({**result.structured_content, "output": 5})  # a wrong type is still refused
+    assert not validator.is_valid({**result.structured_content, "usage": {"input_tokens": "many"}})
+
+
+def test_type_unions_rewrites_only_unions_of_bare_types() -> None:
+    from server.tool_schema import type_unions
+
+    schema = {
+        "properties": {
+            "anyOf": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "default": None,
+            },  # a field named anyOf
+            "mixed": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]},
+        },
+        "$defs": {"N": {"anyOf": [{"type": "integer"}, {"type": "number"}]}},
+    }
+    assert type_unions(schema) == {
+        "properties": {
+            "anyOf": {"type": ["string", "null"], "default": None},
+            "mixed": {
+                "anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]
+            },  # not a bare type: kept
+        },
+        "$defs": {"N": {"type": ["integer", "number"]}},
+    }
