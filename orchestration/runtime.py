@@ -600,20 +600,19 @@ class Runtime:
     ) -> dict[str, Any]:
         """Wait up to `seconds` for the run to end, or for a pending request of a kind in `wake_on_pending`
         other than the `known` ones; then return its row."""
-        run = self.get_run(run_id)
         active = self._active.get(run_id)
-        if active is not None:
-            with anyio.move_on_after(max(seconds, 0)):
-                while not active.done.is_set():
-                    if wake_on_pending and any(
-                        r.kind in wake_on_pending and r.id not in known for r in self.pending.open_for(run_id)
-                    ):
-                        break
-                    if active.wake.is_set():
-                        active.wake = anyio.Event()
-                    await active.wake.wait()
-            run = self.get_run(run_id)
-        return run
+        if active is None:  # ended, or run elsewhere: its row as it is (or the unknown run's error)
+            return self.get_run(run_id)
+        with anyio.move_on_after(max(seconds, 0)):
+            while not active.done.is_set():
+                if wake_on_pending and any(
+                    r.kind in wake_on_pending and r.id not in known for r in self.pending.open_for(run_id)
+                ):
+                    break
+                if active.wake.is_set():
+                    active.wake = anyio.Event()
+                await active.wake.wait()
+        return self.get_run(run_id)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a running run and return its row (already-ended runs are returned unchanged)."""

@@ -40,6 +40,12 @@ def _tracer() -> trace.Tracer:
     return _TRACER
 
 
+def _off() -> bool:
+    """True while no tracer provider is configured: every span would be a no-op, so none is made (a run, a
+    step and a tool call each skip the span machinery). Checked at each call: one configured later counts."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def _start(name: str, attributes: dict[str, Any]) -> Any:
     clean = {k: v for k, v in attributes.items() if v is not None}
     return _tracer().start_as_current_span(
@@ -65,6 +71,8 @@ def traced_run(body: RunBody, run_id: str, pattern: str, control: str) -> RunBod
     """`body` inside an `invoke_workflow {pattern}` span carrying the run id, pattern, control, status and usage."""
 
     async def traced(ctx: RunContext) -> Outcome:
+        if _off():
+            return await body(ctx)
         attributes = {
             "gen_ai.operation.name": "invoke_workflow",
             "gen_ai.conversation.id": run_id,
@@ -117,6 +125,8 @@ def traced_step(fn: F) -> F:
 
     @functools.wraps(fn)
     async def wrapper(ctx: RunContext, agent: str, prompt: str, *args: Any, **kwargs: Any) -> Any:
+        if _off():
+            return await fn(ctx, agent, prompt, *args, **kwargs)
         team = ctx.is_team(agent)
         attributes = {
             "gen_ai.operation.name": "invoke_agent",
@@ -181,6 +191,8 @@ def traced_tool(fn: F) -> F:
     async def wrapper(
         ctx: RunContext, step_id: str, agent: str, tools: Any, name: str, *args: Any, **kwargs: Any
     ) -> Any:
+        if _off():
+            return await fn(ctx, step_id, agent, tools, name, *args, **kwargs)
         attributes = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": name,
@@ -214,6 +226,8 @@ def traced_approval(fn: F) -> F:
 
     @functools.wraps(fn)
     async def wrapper(ctx: RunContext, *args: Any, **kwargs: Any) -> Any:
+        if _off():
+            return await fn(ctx, *args, **kwargs)
         tool = str(kwargs.get("tool"))
         attributes = {
             "gen_ai.operation.name": "await_approval",
