@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from orchestration.audit.log import AuditLog, Event, Write
+from orchestration.audit.log import AuditLog, Event, Queued, Write
 from orchestration.config import AgentConfig, TeamConfig
 from orchestration.errors import ConcertmasterError, UnknownAgentError
 from orchestration.guard import Budget
@@ -87,7 +86,7 @@ class RunEngine:
     """Builds the body of a sub-team's run description (`RunSpec.build`), handed in by the engine."""
     agent_tools: Callable[[RunContext, str], Awaitable[list[AgentTool]]] | None = None
     """An agent's granted downstream tools, gated by its policy, handed in by the engine."""
-    unsaved: asyncio.Future[list[int]] | None = None
+    unsaved: Queued | None = None
     """The last record posted with `durable="before_use"`, until `RunContext.durable()` sees it committed."""
     posting_error: BaseException | None = None
     """The failure of a write posted without waiting, raised by the run's next awaited record."""
@@ -109,15 +108,12 @@ class RunEngine:
             except Exception:  # a progress listener must never break the run it watches
                 log.exception("listener failed on %s", kind)
 
-    def posted(self, done: asyncio.Future[list[int]], run_id: str, event: Event) -> None:
+    def posted(self, outcome: list[int] | BaseException, run_id: str, event: Event) -> None:
         """A write posted without waiting is settled: tell the listeners, or keep its error for the run."""
-        if done.cancelled():
-            return
-        error = done.exception()
-        if error is None:
+        if not isinstance(outcome, BaseException):
             self.notify(run_id, event.kind, event.payload, event.step_id)
         elif self.posting_error is None:
-            self.posting_error = error
+            self.posting_error = outcome
 
     def raise_posting_error(self) -> None:
         """Raise (once) the error of an earlier write posted without waiting."""
@@ -233,10 +229,9 @@ class RunContext:
         event = Event(kind, self.run_id, payload, step_id)
         write = Write(statements, [event])
         if durable != "now":
-            posted = engine.audit.post(write)
-            posted.add_done_callback(lambda done: engine.posted(done, self.run_id, event))
+            queued = engine.audit.enqueue(write, lambda outcome: engine.posted(outcome, self.run_id, event))
             if durable == "before_use":
-                engine.unsaved = posted
+                engine.unsaved = queued
             return 0
         engine.raise_posting_error()
         seq = (await engine.audit.write(write))[0]
@@ -247,7 +242,7 @@ class RunContext:
         """Return once the run's records posted with `durable="before_use"` are committed: called before the
         run acts on them (the next model or tool call). Raises the error of a record that could not be."""
         unsaved = self.engine.unsaved
-        if unsaved is not None and not unsaved.done():
+        if unsaved is not None and not unsaved.settled:
             await self.engine.audit.durable()
         self.engine.unsaved = None
         self.engine.raise_posting_error()

@@ -186,6 +186,9 @@ def _account_replayed(ctx: RunContext, provider: ModelProvider, reply: ModelResp
 async def reserve_budget(ctx: RunContext, request: ModelRequest, step_id: str) -> None:
     """Before a model call, reserve its projected usage; past a budget, stop or (policy `on_budget = "ask"`)
     pause the run for a human to extend it."""
+    limits = ctx.budget.limits
+    if limits.max_tokens is None and limits.max_cost_usd is None:
+        return  # no budget to reserve against
     projected = ctx.budget.projected_tokens(request)
     try:
         ctx.budget.check_spend(

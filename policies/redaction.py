@@ -61,6 +61,8 @@ OWNED_NAMES = frozenset(
     | {"pattern", "control", "stop_reason", "agent", "model", "provider", "decided_by", "decision"}
 )
 OWNED_SUFFIXES = ("_id", "_at", "_hash", "_owner", "_by")
+_SCALARS = frozenset({int, float, bool, type(None)})
+"""Exact types a redaction leaves as they are (no text in them)."""
 # Payload keys whose values hold names chosen by a model or a downstream server: no exemption inside.
 FOREIGN_KEYS = frozenset({"arguments"})
 
@@ -105,15 +107,31 @@ class Redactor:
     def value(self, value: Any, *, foreign: bool = False) -> Any:
         """A JSON-like value with every string redacted, recursively, except the values of keys the server
         owns (`owned`) outside a `FOREIGN_KEYS` subtree. Keys are kept as they are."""
+        kind = type(value)  # exact types first: this walks every audited payload
+        if kind is str:
+            return self.text(value)
+        if kind is dict:
+            return self._mapping(value, foreign)
+        if kind in _SCALARS:
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {
-                k: v
-                if not foreign and isinstance(k, str) and owned(k) and not isinstance(v, dict | list)
-                else self.value(v, foreign=foreign or k in FOREIGN_KEYS)
-                for k, v in value.items()
-            }
+            return self._mapping(value, foreign)
         if isinstance(value, list | tuple):
             return [self.value(v, foreign=foreign) for v in value]
         return value
+
+    def _mapping(self, value: dict[Any, Any], foreign: bool) -> dict[Any, Any]:
+        out = {}
+        for k, v in value.items():
+            kind = type(v)
+            if kind in _SCALARS:
+                out[k] = v
+            elif not foreign and isinstance(k, str) and owned(k) and not isinstance(v, dict | list):
+                out[k] = v
+            elif kind is str:
+                out[k] = self.text(v)
+            else:
+                out[k] = self.value(v, foreign=foreign or k in FOREIGN_KEYS)
+        return out

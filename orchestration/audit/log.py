@@ -23,11 +23,11 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestration.audit.redact import redact_params
 from orchestration.audit.schema import migrate, now
@@ -69,24 +69,43 @@ class Write:
 Outcome = list[int] | BaseException
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class _Job:
     write: Write
     future: Future[list[int]] | None = None
     """Set for blocking callers (the CLI)."""
     loop: asyncio.AbstractEventLoop | None = None
+    """The event loop of an async caller: its job is settled there."""
     waiter: asyncio.Future[list[int]] | None = None
-    """Set for async callers: resolved on their own loop."""
+    """Set for async callers that await the write."""
+    then: Callable[[Outcome], None] | None = None
+    """Set for async callers that go on at once (`enqueue`): called with the outcome on their loop."""
+    settled: bool = False
+    """The write was committed, or failed (set on the caller's loop)."""
+
+    def settle(self, outcome: Outcome) -> None:
+        """Hand an async caller the outcome (on its loop)."""
+        self.settled = True
+        waiter = self.waiter
+        # a caller cancelled while waiting has already given up on the answer; its write still committed
+        if waiter is not None and not waiter.done():
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        if self.then is not None:
+            try:
+                self.then(outcome)
+            except Exception:  # a caller's callback must never break the writer
+                logging.getLogger("concertmaster.audit").exception("an audit write's callback failed")
 
 
-def _settle_waiter(waiter: asyncio.Future[list[int]], outcome: Outcome) -> None:
-    # A caller cancelled while waiting has already given up on the answer; its write still committed.
-    if waiter.done():
-        return
-    if isinstance(outcome, BaseException):
-        waiter.set_exception(outcome)
-    else:
-        waiter.set_result(outcome)
+class Queued(Protocol):
+    """A write handed to `AuditLog.enqueue`."""
+
+    @property
+    def settled(self) -> bool:
+        """True once it is committed, or has failed."""
 
 
 # SQLite's primary result codes that mean "the database cannot be written now", not "this write is wrong":
@@ -252,13 +271,25 @@ class AuditLog:
         the loop's next turn). Writes of one loop are committed in the order they are posted, so once a write
         posted later is committed, this one is too: a caller may post what nothing acts on and await only what
         must be durable before it goes on."""
-        self._check_open()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
+        self._queue_on(loop, _Job(write, loop=loop, waiter=waiter), soon)
+        return waiter
+
+    def enqueue(self, write: Write, then: Callable[[Outcome], None] | None = None) -> Queued:
+        """`post` for a caller that does not wait on a future: `then` is called with the outcome (the new
+        events' sequence numbers, or the `AuditError`) on this loop once the write is settled."""
+        loop = asyncio.get_running_loop()
+        job = _Job(write, loop=loop, then=then)
+        self._queue_on(loop, job, False)
+        return job
+
+    def _queue_on(self, loop: asyncio.AbstractEventLoop, job: _Job, soon: bool) -> None:
+        self._check_open()
         posted = self._posted.get(loop)
         if posted is None:
             posted = self._posted[loop] = []
-        posted.append(_Job(write, loop=loop, waiter=waiter))
+        posted.append(job)
         flush = self._flushes.get(loop)
         if flush is None or (soon and isinstance(flush, asyncio.TimerHandle)):
             if flush is not None:
@@ -268,7 +299,6 @@ class AuditLog:
                 if soon
                 else loop.call_later(POST_DELAY_S, self._flush, loop)
             )
-        return waiter
 
     async def write(self, write: Write) -> list[int]:
         """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
@@ -309,7 +339,7 @@ class AuditLog:
             return
         if self._conn is None or self._closed:
             for job in jobs:
-                _settle_waiter(job.waiter, AuditError("the audit log is closed; nothing was recorded"))  # type: ignore[arg-type]
+                job.settle(AuditError("the audit log is closed; nothing was recorded"))
             return
         if self._handed.get(loop) or not self._lock.acquire(blocking=False):
             self._hand(loop, jobs)
@@ -331,7 +361,7 @@ class AuditLog:
         finally:
             self._lock.release()
         for job, outcome in results:
-            _settle_waiter(job.waiter, outcome)  # type: ignore[arg-type]
+            job.settle(outcome)
 
     def _hand(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         self._handed[loop] = self._handed.get(loop, 0) + len(jobs)
@@ -344,7 +374,7 @@ class AuditLog:
         if not self._handed[loop]:
             del self._handed[loop]
         for job, outcome in items:
-            _settle_waiter(job.waiter, outcome)  # type: ignore[arg-type]
+            job.settle(outcome)
 
     def _maybe_checkpoint(self) -> None:
         assert self._conn is not None
@@ -363,7 +393,7 @@ class AuditLog:
             job = self._queue.get()
             if job is None:
                 return
-            if job == "checkpoint":
+            if isinstance(job, str):  # "checkpoint"
                 self._checkpoint(conn)
                 continue
             assert isinstance(job, _Job)
@@ -377,7 +407,7 @@ class AuditLog:
                 if more is None:
                     stop = True
                     break
-                if more == "checkpoint":
+                if isinstance(more, str):  # "checkpoint"
                     self._queue.put(more)  # after this batch
                     break
                 assert isinstance(more, _Job)

@@ -78,6 +78,8 @@ def normalise(text: str) -> str:
 
 def stated_confidence(text: str) -> float | None:
     """The last `CONFIDENCE:` line as 0..1 (`85%` is 0.85); None when absent or out of range."""
+    if not CONFIDENCE_LINE.search(text):  # the automaton alone answers "none" (most answers), no groups
+        return None
     found = CONFIDENCE_LINE.findall(text)
     if not found:
         return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -78,6 +78,13 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved: an abandoned operation's failure is not an unhandled error
 
 
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    """A write queued in the workflow: settled as far as the run is concerned."""
+
+    settled: bool = True
+
+
 class WorkflowAudit:
     """The run's audit writes, buffered in the workflow and sent to the audit owner in batches."""
 
@@ -97,13 +104,14 @@ class WorkflowAudit:
             await self.flush()
         return [0] * len(write.events)
 
-    def post(self, write: Write) -> asyncio.Future[list[int]]:
-        """`write` without waiting (an event nothing acts on): it goes with the next batch sent."""
+    def enqueue(self, write: Write, then: Callable[[list[int] | BaseException], None] | None = None) -> Sent:
+        """`write` without waiting (an event nothing acts on yet): it goes with the next batch sent; `then` is
+        called at once (the workflow's history, not this batch, is what the run acts on)."""
         assert not any(e.kind in SEND_AT_ONCE for e in write.events), "must be sent at once: use write()"
         self._queue(write)
-        queued: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        queued.set_result([0] * len(write.events))
-        return queued
+        if then is not None:
+            then([0] * len(write.events))
+        return Sent()
 
     async def durable(self) -> None:
         """Nothing to wait for: what the run acts on (model replies, tool results) is durable in the workflow's
