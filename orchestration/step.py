@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -96,7 +97,7 @@ async def run_step(
                 # the step timeout bounds the agent's own work; a wait for a human (approval) is not counted
                 remaining = max(min(ctx.budget.limits.step_timeout_s, ctx.budget.remaining_seconds()), 0.001)
                 await ctx.durable()  # what this call is sent (earlier replies, tool results) is recorded
-                with anyio.fail_after(remaining):
+                async with asyncio.timeout(remaining):  # native: a fraction of anyio's cancel scope, per step
                     response = await provider.complete(request)
                 await _record_model_call(
                     ctx, step_id, agent_name, response, time.perf_counter() - call_started

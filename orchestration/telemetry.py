@@ -14,6 +14,7 @@ adds a model call's usage to the step's span.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,10 +41,18 @@ def _tracer() -> trace.Tracer:
     return _TRACER
 
 
+_FROM_ENV = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
+_UNKNOWN = object()
+
+
 def _off() -> bool:
     """True while no tracer provider is configured: every span would be a no-op, so none is made (a run, a
-    step and a tool call each skip the span machinery). Checked at each call: one configured later counts."""
-    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    step and a tool call each skip the span machinery). Checked at each call: one configured later counts.
+    The API's own lookup reads the environment each time; its global is read directly when it has one."""
+    configured = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if configured is _UNKNOWN or _FROM_ENV:
+        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return configured is None
 
 
 def _start(name: str, attributes: dict[str, Any]) -> Any:

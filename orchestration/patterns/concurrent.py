@@ -8,13 +8,14 @@ agent is left out of the vote; only when every agent fails does the run fail.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestration.approvals import request_approval
@@ -71,8 +72,9 @@ class ConcurrentOptions(BaseModel):
 def normalise(text: str) -> str:
     """An answer as votes compare it: its `FINAL ANSWER:` line if any (else the text without a confidence
     line), whitespace collapsed, trailing punctuation dropped, casefolded."""
-    finals = FINAL_LINE.findall(text)
-    chosen = finals[-1] if finals else CONFIDENCE_LINE.sub("", text)
+    # a search (the automaton alone) first: most answers have neither line, and extracting costs more
+    finals = FINAL_LINE.findall(text) if FINAL_LINE.search(text) else []
+    chosen = finals[-1] if finals else CONFIDENCE_LINE.sub("", text) if CONFIDENCE_LINE.search(text) else text
     return re.sub(r"\s+", " ", chosen).strip().rstrip(TRAILING_PUNCTUATION).strip().casefold()
 
 
@@ -96,11 +98,11 @@ class Answer:
     text: str
     step_id: str
 
-    @property
+    @functools.cached_property
     def normalised(self) -> str:
         return normalise(self.text)
 
-    @property
+    @functools.cached_property
     def confidence(self) -> float | None:
         return stated_confidence(self.text)
 
@@ -227,7 +229,8 @@ def concurrent(agents: Sequence[str], task: str, options: ConcurrentOptions) -> 
         else:
             decision = decide(answers, options)
         settled_by = options.on_disagreement if decision.disagreement else None
-        await ctx.record("reconciled", event(options, answers, failed, decision, settled_by))
+        # derived from the steps' records (a resumed run derives it again); the run's end is awaited after it
+        await ctx.record("reconciled", event(options, answers, failed, decision, settled_by), durable="later")
         data = outcome_data(answers, failed, decision, settled_by)
         if decision.winner is not None:
             return Outcome(decision.winner.text, data=data)
@@ -257,9 +260,9 @@ async def fan_out(ctx: RunContext, agents: Sequence[str], prompt: str) -> tuple[
         except ConcertmasterError as exc:  # GuardrailTripped and friends end the run, after the others
             raised.append(exc)
 
-    async with anyio.create_task_group() as tg:
+    async with asyncio.TaskGroup() as tg:
         for i, agent in enumerate(agents):
-            tg.start_soon(one, i, agent)
+            tg.create_task(one(i, agent))
     if raised:
         raise raised[0]
     return [a for a in results if a is not None], {a: failed[a] for a in agents if a in failed}
