@@ -41,6 +41,33 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"://[^\s:/?#@\"'<>]+:[^\s/?#@\"'<>]+@",  # a password in a URL (scheme://user:password@host)
 )
 
+# What every match of each default pattern starts with: none of these contains a character JSON escapes, so
+# a JSON text (written with ensure_ascii=False) holding a secret in any of its strings holds its start too.
+DEFAULT_STARTS: dict[str, str] = dict(
+    zip(
+        DEFAULT_PATTERNS,
+        (
+            r"-----BEGIN",
+            r"sk-",
+            r"sk-",
+            r"sk-",
+            r"[sr]k_",
+            r"AIza",
+            r"(?i:bearer)",
+            r"(?i:authorization)",
+            r"Basic",
+            r"eyJ",
+            r"github_pat_",
+            r"gh[pousr]_",
+            r"AKIA|ASIA",
+            r"xox[abprs]-",
+            r"://",
+        ),
+        strict=True,
+    )
+)
+_JSON_ESCAPED = linear.compile_pattern(r'["\\\x00-\x1f]')
+
 # Environment variables whose values are secrets wherever they appear.
 DEFAULT_SECRET_ENV: tuple[str, ...] = (
     "ANTHROPIC_API_KEY",
@@ -87,15 +114,34 @@ class Redactor:
         values = sorted(
             {env[name] for name in secret_env if len(env.get(name, "")) >= 8}, key=len, reverse=True
         )
+        patterns = list(patterns)
         self._regex = linear.any_of([*(linear.literal(v) for v in values), *patterns])
+        starts = [DEFAULT_STARTS.get(p) for p in patterns]
+        self._starts = (
+            linear.any_of([*(linear.literal(v) for v in values), *(s for s in starts if s)])
+            if all(starts) and not any(_JSON_ESCAPED.search(v) for v in values)
+            else None
+        )
+        """Where a secret could start (None with a pattern of the user's: its start is not known)."""
         self._short: dict[str, str] = {}
         """Short texts already redacted (names, statuses, options recur in every run's rows)."""
+
+    def might_hold_secret(self, json_text: str) -> bool:
+        """False only when no string inside `json_text` (JSON written with ensure_ascii=False, or plain text)
+        can hold a secret: then redacting its values would change nothing. One search of the whole text
+        instead of a walk over every value: a secret begins with one of the starts of the patterns, which
+        JSON never escapes."""
+        if self._regex is None:
+            return False
+        return self._starts is None or self._starts.search(json_text)
 
     def text(self, value: str) -> str:
         """`value` with every secret replaced."""
         if self._regex is None or not value:
             return value
         if len(value) > SHORT_TEXT:
+            if self._starts is not None and not self._starts.search(value):
+                return value
             return self._regex.sub(REDACTED, value)
         done = self._short.get(value)
         if done is None:

@@ -129,6 +129,9 @@ def _failure(exc: Exception) -> AuditError:
     return AuditError(f"audit write failed: {exc}")
 
 
+_string = (
+    json.encoder.encode_basestring
+)  # a JSON string literal, as the encoder writes it (ensure_ascii=False)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -147,7 +150,16 @@ def event_hash(
     created_at: str,
 ) -> str:
     """The hash that chains an event to its predecessor; `audit verify` recomputes it."""
-    material = canonical([prev_hash, seq, run_id, step_id, kind, payload, created_at])
+    try:  # the same text as canonical([...]), written out: the payload is most of it, escaped once
+        if type(seq) is not int:
+            raise TypeError(seq)
+        material = (
+            f"[{_string(prev_hash)},{seq},{'null' if run_id is None else _string(run_id)},"
+            f"{'null' if step_id is None else _string(step_id)},{_string(kind)},{_string(payload)},"
+            f"{_string(created_at)}]"
+        )
+    except TypeError:  # not the usual types (a string subclass is fine either way): the encoder decides
+        material = canonical([prev_hash, seq, run_id, step_id, kind, payload, created_at])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -172,12 +184,19 @@ class AuditLog:
     """The audit database of one process: a writer (on the caller's event loop, or a thread) plus a way to read."""
 
     def __init__(
-        self, path: str | Path, redactor: Redactor | None = None, *, busy_timeout_s: float = 10.0
+        self,
+        path: str | Path,
+        redactor: Redactor | None = None,
+        *,
+        busy_timeout_s: float = 10.0,
+        post_delay_s: float = POST_DELAY_S,
     ) -> None:
         self.path = Path(path).expanduser()
         self.redactor = redactor or Redactor()
         self.busy_timeout_s = busy_timeout_s
         """How long one write waits for another connection's write lock before failing."""
+        self.post_delay_s = post_delay_s
+        """How long a posted write may wait for an awaited one to share its commit (`POST_DELAY_S`)."""
         self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -297,7 +316,7 @@ class AuditLog:
             self._flushes[loop] = (
                 loop.call_soon(self._flush, loop)
                 if soon
-                else loop.call_later(POST_DELAY_S, self._flush, loop)
+                else loop.call_later(self.post_delay_s, self._flush, loop)
             )
 
     async def write(self, write: Write) -> list[int]:
@@ -542,7 +561,9 @@ class AuditLog:
         seqs = []
         for i, ev in enumerate(write.events):
             seq += 1
-            payload = canonical(redact.value(ev.payload))
+            payload = canonical(ev.payload)
+            if redact.might_hold_secret(payload):  # else redacting every value would change nothing
+                payload = canonical(redact.value(ev.payload))
             digest = event_hash(prev, seq, ev.run_id, ev.step_id, ev.kind, payload, created)
             key = f"{write.key}.{i}" if write.key is not None else None
             rows.append((seq, ev.run_id, ev.step_id, ev.kind, payload, created, prev, digest, key))

@@ -145,3 +145,24 @@ async def test_writing_after_close_is_refused(db: Path) -> None:
     log.close()
     with pytest.raises(AuditError, match="closed"):
         await log.event("note", None, {})
+
+
+def test_the_chain_hash_is_the_hash_of_the_canonical_json_of_its_fields() -> None:
+    """`event_hash` writes the material out by hand (faster); it must stay the documented canonical JSON."""
+    import hashlib
+    import random
+    import string
+
+    from orchestration.audit.log import canonical, event_hash
+
+    rng = random.Random(3)
+    alphabet = string.printable + 'é\u2028\u2029\x00\x1f\x7f"\\🙂'
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+
+    for _ in range(5_000):
+        fields = (text(), rng.randint(0, 10**12), rng.choice([None, text()]), rng.choice([None, text()]))
+        fields += (text(), text(), text())
+        expected = hashlib.sha256(canonical(list(fields)).encode()).hexdigest()
+        assert event_hash(*fields) == expected

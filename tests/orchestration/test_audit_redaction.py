@@ -121,3 +121,55 @@ def test_statement_parameters_are_named_by_their_column() -> None:
         None,
         "id",
     )
+
+
+# Secrets of every default shape, as they can sit inside longer text (escaped quotes, newlines, unicode around).
+SHAPES = [
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----",
+    "sk-ant-abcdefgh12",
+    "sk-proj-" + "a" * 20,
+    "sk-" + "a" * 20,
+    "rk_live_" + "a" * 16,
+    "AIza" + "b" * 35,
+    "bearer\n\t  abcdefghijklmnop",
+    'Authorization: "Basic QWxhZGRpbjpvcGVu',
+    "x Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+    "eyJabcdefghi.abcd.efg",
+    "github_pat_" + "a" * 22,
+    "ghp_" + "a" * 20,
+    "AKIA" + "A" * 16,
+    "xoxb-" + "a" * 10,
+    "https://user:pass@host",
+    "zz-secret-value-123",
+]
+
+
+def test_the_start_search_never_skips_a_payload_the_walk_would_redact() -> None:
+    """The writer skips the walk over a payload's values when no secret can start in its JSON text: for every
+    default shape, wrapped in characters JSON escapes, the search must send the payload to the walk."""
+    import random
+    import string
+
+    from orchestration.audit.log import canonical
+
+    redactor = Redactor(environ={"ANTHROPIC_API_KEY": "zz-secret-value-123"})
+    alphabet = string.printable + 'é\u2028"\\'
+    rng = random.Random(7)
+    redacted = 0
+    for shape in SHAPES:
+        for _ in range(100):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+            text += shape + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+            payload = {"output": text, "calls": [{"arguments": {"q": text}}]}
+            if redactor.value(payload) != payload:
+                redacted += 1
+                assert redactor.might_hold_secret(canonical(payload)), text
+    assert redacted == len(SHAPES) * 100
+    assert not redactor.might_hold_secret(canonical({"output": "a plain answer", "agent": "writer"}))
+
+
+def test_a_pattern_of_the_users_turns_the_start_search_off() -> None:
+    """A user's pattern has no known start: every payload is walked."""
+    redactor = Redactor([*DEFAULT_PATTERNS, r"\b\d{16}\b"])
+    assert redactor.might_hold_secret('{"output":"a plain answer"}')
+    assert redactor.value({"output": "card 1234567812345678"}) == {"output": "card [redacted]"}

@@ -1,0 +1,125 @@
+"""What a run costs the audit, counted (never timed): commits and events per run and per step.
+
+A regression that makes every record wait for its own commit, or writes more events per step, fails here on
+any machine. Posted records wait for an awaited one (the delay is set out of reach), so the counts are exact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.audit.log import AuditLog
+from orchestration.audit.read import verify_chain
+from orchestration.context import Outcome, RunContext
+from orchestration.models.base import ModelRequest, ToolSpec
+from orchestration.models.scripted import Reply, ScriptedModel
+from orchestration.outcomes import AgentTool, ToolCallContext, ToolOutcome
+from orchestration.runtime import Runtime
+from orchestration.spec import RunSpec
+from tests.conftest import team
+
+pytestmark = pytest.mark.anyio
+
+NAMES = ("a", "b", "c", "d", "e")
+TEAM = team(**{n: {"model": "scripted"} for n in NAMES})
+NEVER = 3_600.0  # posted records commit with the next awaited one only
+
+
+def kinds(db: Path, run_id: str) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [
+            k for (k,) in conn.execute("select kind from events where run_id = ? order by seq", (run_id,))
+        ]
+    finally:
+        conn.close()
+
+
+async def run_counted(db: Path, spec: RunSpec) -> tuple[int, str]:
+    """Commits of the run (from the call that starts it to its end) and its id."""
+    audit = AuditLog(db, post_delay_s=NEVER)
+    async with Runtime(TEAM, audit, providers=lambda *_: ScriptedModel()) as rt:
+        before = audit.commits
+        run_id = await rt.start(spec)
+        assert (await rt.wait(run_id, 60))["status"] == "succeeded"
+        return audit.commits - before, run_id
+
+
+async def test_a_delegate_run_costs_two_commits_and_three_events_for_its_step(db: Path) -> None:
+    commits, run_id = await run_counted(db, RunSpec(pattern="delegate", members=("a",), task="t"))
+    # the run is recorded before its id is returned; its step and its end share the second commit
+    assert commits == 2
+    assert kinds(db, run_id) == [
+        "run_started",
+        "step_started",
+        "model_called",
+        "step_finished",
+        "run_finished",
+    ]
+    assert verify_chain(db).ok
+
+
+async def test_a_chain_costs_one_commit_per_step(db: Path) -> None:
+    commits, run_id = await run_counted(db, RunSpec(pattern="sequential", members=NAMES, task="t"))
+    # each step's reply is made durable by the next step's call (one commit), the last by the run's end
+    assert commits == 1 + len(NAMES)
+    steps = kinds(db, run_id)[1:-1]
+    assert steps == ["step_started", "model_called", "step_finished"] * len(NAMES)
+
+
+async def test_a_fan_out_commits_its_steps_together(db: Path) -> None:
+    commits, run_id = await run_counted(db, RunSpec(pattern="concurrent", members=NAMES, task="t"))
+    # the steps start together, answer together and end together: far fewer commits than records
+    assert commits <= 3
+    assert kinds(db, run_id).count("model_called") == len(NAMES)
+
+
+def committed(db: Path, kind: str) -> int:
+    """Events of `kind` another connection can read (committed), as a crash would leave them."""
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("select count(*) from events where kind = ?", (kind,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_reply_is_durable_before_the_next_model_call_is_made(db: Path) -> None:
+    """Records wait to share a commit, but what a call is sent (the previous step's reply) is committed
+    before the call goes out."""
+    seen: list[tuple[str, int]] = []
+
+    def respond(request: ModelRequest) -> str:
+        seen.append((request.agent or "", committed(db, "model_called")))
+        return f"{request.agent} answered"
+
+    audit = AuditLog(db, post_delay_s=NEVER)
+    async with Runtime(TEAM, audit, providers=lambda *_: ScriptedModel(respond=respond)) as rt:
+        run_id = await rt.start(RunSpec(pattern="sequential", members=("a", "b", "c"), task="t"))
+        assert (await rt.wait(run_id, 60))["status"] == "succeeded"
+    assert seen == [("a", 0), ("b", 1), ("c", 2)]
+
+
+async def test_a_reply_asking_for_a_tool_is_durable_before_the_tool_runs(db: Path) -> None:
+    calls: list[int] = []
+
+    async def probe(arguments: dict[str, Any], call: ToolCallContext) -> ToolOutcome:
+        calls.append(committed(db, "model_called"))
+        return ToolOutcome("probed")
+
+    tool = AgentTool(ToolSpec("probe", "Looks.", {"type": "object"}), probe)
+
+    async def body(ctx: RunContext) -> Outcome:
+        result = await ctx.step("a", "use the probe", key="0", tools=[tool])
+        return Outcome(result.output)
+
+    model = ScriptedModel([Reply("", (("probe", {}),)), "done"])
+    audit = AuditLog(db, post_delay_s=NEVER)
+    async with Runtime(TEAM, audit, providers=lambda *_: model) as rt:
+        run_id = await rt.start_run("custom", "t", body)
+        assert (await rt.wait(run_id, 60))["status"] == "succeeded"
+    assert calls == [1]  # the reply that asked for the call was committed before it ran
+    assert committed(db, "tool_called") == 1
