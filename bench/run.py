@@ -10,6 +10,7 @@ The model is the scripted one with a fixed latency, so what is measured is what 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -46,6 +47,25 @@ from policies.limits import Limits
 from policies.load import load_policy
 
 ROWS: list[dict[str, Any]] = []
+REPEAT = 3
+"""Each timed workload runs this many times; the median is reported (`--repeat`)."""
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+async def bare_calls(model: ScriptedModel, n: int, *, parallel: bool = False) -> float:
+    """The floor: `n` calls of the same model with nothing around them, one after another or all at once."""
+    request = ModelRequest("s", (Message("user", "task"),))
+    started = time.perf_counter()
+    if parallel:
+        await asyncio.gather(*(model.complete(request) for _ in range(n)))
+    else:
+        for _ in range(n):
+            await model.complete(request)
+    return time.perf_counter() - started
 
 
 def row(name: str, ours: float, ideal: float, unit: str, note: str = "") -> None:
@@ -107,19 +127,29 @@ async def step_overhead(n: int) -> None:
     print("delegate run vs bare model call (per step)")
     for latency in (0.0, 0.010, 0.050):
         model = ScriptedModel(latency=latency)
-        request = ModelRequest("s", (Message("user", "task"),))
-        started = time.perf_counter()
-        for _ in range(n):
-            await model.complete(request)
-        bare = (time.perf_counter() - started) / n
+        bares, ours = [], []
         config = team(["a"])
-        async with Runtime(config, AuditLog(fresh_db()), providers=lambda *_, m=model: m) as rt:
-            started = time.perf_counter()
-            for _ in range(n):
-                await rt.wait(await rt.start_run("delegate", "task", delegate("a", "task")), 60)
-            ours = (time.perf_counter() - started) / n
+        audit = AuditLog(fresh_db())
+        async with Runtime(config, audit, providers=lambda *_, m=model: m) as rt:
+            await rt.wait(await rt.start_run("delegate", "task", delegate("a", "task")), 60)  # warm up
+            before = audit.commits
+            for _ in range(REPEAT):
+                bares.append(await bare_calls(model, n) / n)
+                started = time.perf_counter()
+                for _ in range(n):
+                    await rt.wait(await rt.start_run("delegate", "task", delegate("a", "task")), 60)
+                ours.append((time.perf_counter() - started) / n)
+            commits = (audit.commits - before) / (REPEAT * n)
+        bare, mine = median(bares), median(ours)
         label = f"delegate run, L={latency * 1000:.0f} ms"
-        row(label, ours * 1000, bare * 1000, "ms/run", f"overhead {1000 * (ours - bare):.2f} ms/step")
+        row(
+            label,
+            mine * 1000,
+            bare * 1000,
+            "ms/run",
+            f"overhead {1000 * (mine - bare):.2f} ms/run (one step, the run's start and end); "
+            f"{commits:.1f} commits/run",
+        )
 
 
 async def audit_throughput(k: int) -> None:
@@ -179,6 +209,30 @@ async def audit_throughput(k: int) -> None:
         conn.execute("commit")
     chained_rate = k / (time.perf_counter() - started)
     conn.close()
+    # the same chained rows into the audit's own table (its indexes too)
+    schema_db = fresh_db()
+    with AuditLog(schema_db):
+        pass  # creates and migrates the file
+    conn = sqlite3.connect(schema_db, isolation_level=None)
+    started, prev = time.perf_counter(), "0" * 64
+    for batch in range(0, k, 512):
+        keyed: list[tuple[int, str, str, str, str]] = []
+        for i in range(batch, min(batch + 512, k)):
+            body = canonical({"i": i, "text": "x" * 100})
+            stamp = now()
+            digest = event_hash(prev, i + 1, None, None, "bench", body, stamp)
+            keyed.append((i + 1, body, stamp, prev, digest))
+            prev = digest
+        conn.execute("begin")
+        conn.executemany(
+            "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash)"
+            " values (?, null, null, 'bench', ?, ?, ?, ?)",
+            keyed,
+        )
+        conn.execute("commit")
+    schema_rate = k / (time.perf_counter() - started)
+    conn.close()
+    floor_rate = await group_commit_floor(k)
     row(
         "audit events/s, 50 concurrent writers",
         concurrent_rate,
@@ -193,7 +247,70 @@ async def audit_throughput(k: int) -> None:
         "rows/s",
         "raw executemany that also builds JSON, timestamp and hash chain",
     )
+    row(
+        "audit events/s, 50 concurrent writers (vs chained raw, same table)",
+        concurrent_rate,
+        schema_rate,
+        "rows/s",
+        "the same chained rows into the audit's events table, with its indexes",
+    )
+    row(
+        "audit events/s, 50 concurrent writers (vs a bare group-commit writer)",
+        concurrent_rate,
+        floor_rate,
+        "rows/s",
+        "50 tasks awaiting a minimal writer that commits each loop turn's rows together",
+    )
     row("audit events/s, one awaited at a time", sequential_rate, raw_rate, "rows/s", "one commit per event")
+
+
+async def group_commit_floor(k: int) -> float:
+    """The floor of awaited writes on one event loop: 50 tasks, a writer that chains and commits each loop
+    turn's rows in one transaction (no redaction, no summary rows, no indexes)."""
+    conn = sqlite3.connect(fresh_db(), isolation_level=None)
+    conn.execute("pragma journal_mode=wal")
+    conn.execute("pragma synchronous=normal")
+    conn.execute(
+        "create table events (seq integer primary key, kind text, payload text, created_at text,"
+        " prev_hash text, hash text)"
+    )
+    loop = asyncio.get_running_loop()
+    pending: list[tuple[asyncio.Future[None], dict[str, Any]]] = []
+    head: dict[str, Any] = {"seq": 0, "hash": "0" * 64}
+
+    def flush() -> None:
+        batch = pending[:]
+        pending.clear()
+        seq, prev, stamp, rows = int(head["seq"]), str(head["hash"]), now(), []
+        for _, payload in batch:
+            seq += 1
+            body = canonical(payload)
+            digest = event_hash(prev, seq, None, None, "bench", body, stamp)
+            rows.append((seq, body, stamp, prev, digest))
+            prev = digest
+        conn.execute("begin")
+        conn.executemany("insert into events values (?, 'bench', ?, ?, ?, ?)", rows)
+        conn.execute("commit")
+        head.update(seq=seq, hash=prev)
+        for done, _ in batch:
+            done.set_result(None)
+
+    async def write(payload: dict[str, Any]) -> None:
+        done = loop.create_future()
+        if not pending:
+            loop.call_soon(flush)
+        pending.append((done, payload))
+        await done
+
+    async def writer(count: int) -> None:
+        for i in range(count):
+            await write({"i": i, "text": "x" * 100})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(k // 50) for _ in range(50)))
+    rate = k / (time.perf_counter() - started)
+    conn.close()
+    return rate
 
 
 async def stdio_round_trip(m: int) -> None:
@@ -237,39 +354,63 @@ async def fan_out(sizes: list[int], latencies: list[float]) -> None:
     for latency in latencies:
         for n in sizes:
             names = [f"a{i}" for i in range(n)]
-            model = ScriptedModel(latency=latency)
-            wall, result = await run_body(
-                team(names), concurrent(names, "t", ConcurrentOptions()), model=model
+            config = team(names)
+            walls, floors = [], []
+            for _ in range(REPEAT):
+                floors.append(await bare_calls(ScriptedModel(latency=latency), n, parallel=True))
+                wall, result = await run_body(
+                    config, concurrent(names, "t", ConcurrentOptions()), model=ScriptedModel(latency=latency)
+                )
+                assert result["status"] == "succeeded", result
+                walls.append(wall)
+            wall, floor = median(walls), median(floors)
+            row(
+                f"fan-out {n} agents, L={latency * 1000:.0f} ms",
+                wall * 1000,
+                latency * 1000,
+                "ms",
+                f"median of {REPEAT}; {n} bare calls at once take {floor / latency:.2f} L here",
             )
-            assert result["status"] == "succeeded", result
-            row(f"fan-out {n} agents, L={latency * 1000:.0f} ms", wall * 1000, latency * 1000, "ms")
 
 
 async def chain(n: int, latency: float) -> None:
-    print("sequential chain: overhead per step against N bare sleeps")
+    print("sequential chain: overhead per step against N bare calls of the same model")
     names = [f"a{i}" for i in range(n)]
-    wall, result = await run_body(team(names), sequential(names, "t"), model=ScriptedModel(latency=latency))
-    assert result["status"] == "succeeded", result
+    walls, bares = [], []
+    for _ in range(REPEAT):
+        model = ScriptedModel(latency=latency)
+        bares.append(await bare_calls(model, n))
+        wall, result = await run_body(
+            team(names), sequential(names, "t"), model=ScriptedModel(latency=latency)
+        )
+        assert result["status"] == "succeeded", result
+        walls.append(wall)
+    wall, bare = median(walls), median(bares)
     row(
         f"chain of {n}, L={latency * 1000:.0f} ms",
         wall * 1000,
-        n * latency * 1000,
+        bare * 1000,
         "ms",
-        f"overhead {(wall - n * latency) / n * 1000:.2f} ms/step",
+        f"overhead {(wall - bare) / n * 1000:.2f} ms/step (median of {REPEAT})",
     )
 
 
 async def chat(agents: int, rounds: int, latency: float) -> None:
     names = [f"a{i}" for i in range(agents)]
     turns = agents * rounds
-    body = group_chat(names, "topic", GroupChatOptions(max_turns=turns))
-    wall, _ = await run_body(team(names), body, model=ScriptedModel(latency=latency))
+    walls, bares = [], []
+    for _ in range(REPEAT):
+        bares.append(await bare_calls(ScriptedModel(latency=latency), turns))
+        body = group_chat(names, "topic", GroupChatOptions(max_turns=turns))
+        wall, _ = await run_body(team(names), body, model=ScriptedModel(latency=latency))
+        walls.append(wall)
+    wall, bare = median(walls), median(bares)
     row(
         f"group chat {agents} agents x {rounds} rounds, L={latency * 1000:.0f} ms",
         wall * 1000,
-        turns * latency * 1000,
+        bare * 1000,
         "ms",
-        f"overhead {(wall - turns * latency) / turns * 1000:.2f} ms/turn",
+        f"overhead {(wall - bare) / turns * 1000:.2f} ms/turn (vs {turns} bare calls)",
     )
 
 
@@ -287,17 +428,25 @@ async def plan20(latency: float) -> None:
     ]
     names = ["planner", *(f"w{i}" for i in range(width))]
     plan_json = json.dumps({"subtasks": subtasks})
-    model = ScriptedModel([plan_json], latency=latency)
-    body = plan_and_execute("goal", names[1:], PlanOptions(planner="planner"))
-    wall, result = await run_body(team(names), body, model=model)
-    assert result["status"] == "succeeded", result
-    ideal = (layers + 1) * latency  # the planner's call, then one latency per layer
+    walls, ideals = [], []
+    for _ in range(REPEAT):
+        floor = ScriptedModel(latency=latency)
+        # the critical path: the planner's call, then each layer's calls at once
+        ideal = await bare_calls(floor, 1)
+        for _ in range(layers):
+            ideal += await bare_calls(floor, width, parallel=True)
+        model = ScriptedModel([plan_json], latency=latency)
+        body = plan_and_execute("goal", names[1:], PlanOptions(planner="planner"))
+        wall, result = await run_body(team(names), body, model=model)
+        assert result["status"] == "succeeded", result
+        walls.append(wall)
+        ideals.append(ideal)
     row(
         f"20-node plan (4 layers x 5), L={latency * 1000:.0f} ms",
-        wall * 1000,
-        ideal * 1000,
+        median(walls) * 1000,
+        median(ideals) * 1000,
         "ms",
-        "ideal: planner + critical path",
+        "ideal: the planner's call and each layer's 5 calls at once, bare",
     )
 
 
@@ -407,7 +556,7 @@ async def main(quick: bool) -> None:
     await step_overhead(20 if quick else 100)
     await audit_throughput(5_000 if quick else 20_000)
     await stdio_round_trip(30 if quick else 100)
-    await fan_out([10, 100] if quick else [10, 100, 1000], [0.010] if quick else [0.010, 0.100])
+    await fan_out([10, 100] if quick else [10, 100, 1000], [0.010, 0.100])
     await chain(20, 0.010)
     await chat(4, 5, 0.010)
     await plan20(0.010)
@@ -432,7 +581,11 @@ def table() -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each timed workload (median)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    REPEAT = args.repeat
     anyio.run(main, args.quick)
     print()
     print(table())

@@ -217,8 +217,8 @@ class RunContext:
         ends). `"before_use"` for what the run acts on later (a model reply, a tool result): the run goes on at
         once, and `durable()`, called before the next model or tool call, waits for it. `"later"` for what
         nothing acts on (a step started or finished). A posted event is committed with the next awaited write,
-        in order, or within `POST_DELAY_S`; if it cannot be, the run's next `durable()` or awaited record raises
-        the error. Posted records return 0.
+        in order, or once the loop is idle; if it cannot be, the run's next `durable()` or awaited record
+        raises the error. Posted records return 0.
 
         On replay, a pattern event already recorded before the restart is not written again, and nothing is
         written for a run another process took over (returns 0)."""

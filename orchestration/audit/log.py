@@ -36,7 +36,7 @@ from policies.redaction import Redactor
 
 BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write in a burst
 POST_DELAY_S = 0.002
-"""How long a write posted without waiting may wait for one that is awaited, to share its commit."""
+"""How long a write posted without waiting may wait, on a loop that stays busy, to share a commit."""
 CHECKPOINT_CHANGES = 10_000
 """Rows changed between two WAL checkpoints, which the writer thread runs (they fsync) so the loop never waits
 on one; SQLite's own automatic checkpoint is off on the writer's connection."""
@@ -196,7 +196,7 @@ class AuditLog:
         self.busy_timeout_s = busy_timeout_s
         """How long one write waits for another connection's write lock before failing."""
         self.post_delay_s = post_delay_s
-        """How long a posted write may wait for an awaited one to share its commit (`POST_DELAY_S`)."""
+        """How long a posted write may wait on a loop that stays busy, to share a commit (`POST_DELAY_S`)."""
         self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -209,6 +209,10 @@ class AuditLog:
         """Per event loop: writes posted since its last commit, committed together by its next callback."""
         self._flushes: dict[asyncio.AbstractEventLoop, asyncio.Handle] = {}
         """Per event loop: its scheduled commit of the posted writes."""
+        self._urgent: set[asyncio.AbstractEventLoop] = set()
+        """Loops where someone awaits a posted write: commit on the next turn."""
+        self._since: dict[asyncio.AbstractEventLoop, float] = {}
+        """Per event loop: when the oldest write not committed yet was posted (loop time)."""
         self._handed: dict[asyncio.AbstractEventLoop, int] = {}
         """Per event loop: writes handed to the thread and not yet settled (later ones must follow them)."""
         self._changes_at_checkpoint = 0
@@ -286,10 +290,10 @@ class AuditLog:
         """Queue `write` for a commit on this event loop and return at once; the future resolves to the new
         events' sequence numbers once it is committed (or to `AuditError`).
 
-        It is committed with the next write someone awaits, or after `POST_DELAY_S` at the latest (`soon`: on
-        the loop's next turn). Writes of one loop are committed in the order they are posted, so once a write
-        posted later is committed, this one is too: a caller may post what nothing acts on and await only what
-        must be durable before it goes on."""
+        It is committed when the loop next has nothing else to run, or with the next write someone awaits
+        (`soon`: on the loop's next turn), or after `post_delay_s` of a busy loop. Writes of one loop are
+        committed in the order they are posted, so once a write posted later is committed, this one is too: a
+        caller may post what nothing acts on and await only what must be durable before it goes on."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[int]] = loop.create_future()
         self._queue_on(loop, _Job(write, loop=loop, waiter=waiter), soon)
@@ -309,15 +313,26 @@ class AuditLog:
         if posted is None:
             posted = self._posted[loop] = []
         posted.append(job)
-        flush = self._flushes.get(loop)
-        if flush is None or (soon and isinstance(flush, asyncio.TimerHandle)):
-            if flush is not None:
-                flush.cancel()
-            self._flushes[loop] = (
-                loop.call_soon(self._flush, loop)
-                if soon
-                else loop.call_later(self.post_delay_s, self._flush, loop)
-            )
+        if soon:
+            self._urgent.add(loop)
+        if loop not in self._flushes:
+            self._since[loop] = loop.time()
+            self._flushes[loop] = loop.call_soon(self._when_idle, loop)
+
+    def _when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the posted writes once the loop has nothing else to run this turn (it is about to wait for
+        I/O or a timer: the commit costs no one any time), at once when someone awaits one, and after
+        `post_delay_s` of a loop that stays busy. A loop that does not show its queue commits at once."""
+        ready = getattr(loop, "_ready", None)  # asyncio's callbacks of the next turn
+        if (
+            ready
+            and loop not in self._urgent
+            and loop.time() - self._since.get(loop, 0.0) < self.post_delay_s
+            and len(self._posted.get(loop, ())) < BATCH_LIMIT
+        ):
+            self._flushes[loop] = loop.call_soon(self._when_idle, loop)  # busy: keep gathering
+            return
+        self._flush(loop)
 
     async def write(self, write: Write) -> list[int]:
         """Commit `write` and return its events' sequence numbers; raises `AuditError` on failure."""
@@ -353,6 +368,8 @@ class AuditLog:
         """Commit the writes posted on `loop` (a callback of that loop), or hand them to the thread when the
         commit would wait: for the write lock of another connection, or behind writes the thread still has."""
         self._flushes.pop(loop, None)
+        self._urgent.discard(loop)
+        self._since.pop(loop, None)
         jobs = self._posted.pop(loop, None)
         if not jobs:
             return
