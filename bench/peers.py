@@ -41,7 +41,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import run as ours
 
-FRAMEWORKS = ("concertmaster", "openai-agents", "langgraph")
+DURABLE_PEER = "langgraph+sqlite"
+FRAMEWORKS: tuple[str, ...] = ("concertmaster", "openai-agents", "langgraph")
+if importlib.util.find_spec("langgraph.checkpoint.sqlite") is not None:
+    FRAMEWORKS += (
+        DURABLE_PEER,
+    )  # pip install langgraph-checkpoint-sqlite: a peer that also writes each step
 Measure = Callable[[], Awaitable[tuple[float, int]]]
 """One timed run of a workload on one framework: (wall seconds, model calls made)."""
 
@@ -230,17 +235,32 @@ class PlanState(TypedDict):
 
 
 class LangGraph:
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, *, durable: bool = False) -> None:
         self.latency = latency
+        self.durable = durable
+        """Checkpoint every step to SQLite (langgraph-checkpoint-sqlite): the peer's equivalent of our audit."""
 
-    @staticmethod
     async def _timed(
-        graph: Any, state: dict[str, Any], fake: FakeModel, limit: int = 25
+        self, graph: Any, state: dict[str, Any], fake: FakeModel, limit: int = 25
     ) -> tuple[float, int]:
-        compiled = graph.compile()  # setup, like building our team config: outside the timing
-        started = time.perf_counter()
-        await compiled.ainvoke(state, {"recursion_limit": limit})
-        return time.perf_counter() - started, fake.calls
+        config: dict[str, Any] = {"recursion_limit": limit}
+        if not self.durable:
+            compiled = graph.compile()  # setup, like building our team config: outside the timing
+            started = time.perf_counter()
+            await compiled.ainvoke(state, config)
+            return time.perf_counter() - started, fake.calls
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        path = Path(tempfile.mkdtemp(prefix="lg-bench-")) / "checkpoints.db"
+        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+            await saver.setup()  # setup, like our audit database's creation: outside the timing
+            compiled = graph.compile(checkpointer=saver)
+            config["configurable"] = {"thread_id": "bench"}
+            started = time.perf_counter()
+            await compiled.ainvoke(state, config)
+            wall = time.perf_counter() - started
+        shutil.rmtree(path.parent, ignore_errors=True)
+        return wall, fake.calls
 
     def _node(self, fake: FakeModel, name: str) -> Callable[[Outputs], Awaitable[dict[str, list[str]]]]:
         async def node(state: Outputs) -> dict[str, list[str]]:
@@ -347,7 +367,9 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
         "concertmaster": Ours(latency),
         "openai-agents": OpenAIAgents(latency),
         "langgraph": LangGraph(latency),
+        DURABLE_PEER: LangGraph(latency, durable=True),
     }
+    sides = {k: v for k, v in sides.items() if k in FRAMEWORKS}
     out = []
     for n in fan_sizes:
         out.append(
@@ -401,8 +423,13 @@ def margin(w: Workload) -> dict[str, Any]:
     """Our median against the best peer's (lower is better everywhere); beyond noise only when the difference
     of the medians exceeds the larger of the two spreads (max - min)."""
     stats = {k: summary(v) for k, v in w.samples.items()}
-    mine = stats["concertmaster"]
     best = min((k for k in FRAMEWORKS if k != "concertmaster"), key=lambda k: stats[k]["median"])
+    return compare(stats, best)
+
+
+def compare(stats: dict[str, dict[str, float]], best: str) -> dict[str, Any]:
+    """Our median against `best`'s: the difference, the larger spread, and the verdict."""
+    mine = stats["concertmaster"]
     theirs = stats[best]
     difference = theirs["median"] - mine["median"]
     spread = max(mine["max"] - mine["min"], theirs["max"] - theirs["min"])
@@ -429,24 +456,33 @@ def cell(values: list[float]) -> str:
     return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
 
 
+def verdict(m: dict[str, Any]) -> str:
+    by, peer = fmt(abs(m["difference"])), m["best_peer"]
+    if m["verdict"] == "within noise":
+        how = f"within noise: {'ahead of' if m['difference'] >= 0 else 'behind'} {peer} by {by}"
+    else:
+        how = f"**{m['verdict']}** {'of ' if m['verdict'] == 'ahead' else ''}{peer} by {by}"
+    if m["ours_over_peer"] is not None:
+        how += f" (ours ×{m['ours_over_peer']:.2f} of theirs)"
+    return how + f"; spread {fmt(m['spread'])}"
+
+
 def table(done: list[Workload], versions: dict[str, str], repeat: int) -> str:
     head = " | ".join(f"{k} {versions[k]}" for k in FRAMEWORKS)
+    durable = DURABLE_PEER in FRAMEWORKS
+    extra = " margin vs the durable peer |" if durable else ""
     lines = [
-        f"| workload (median of {repeat}, min–max) | model calls | {head} | margin vs best peer |",
-        "|---|---|---|---|---|---|",
+        f"| workload (median of {repeat}, min–max) | model calls | {head} | margin vs best peer |{extra}",
+        "|---|---|" + "---|" * len(FRAMEWORKS) + "---|" + ("---|" if durable else ""),
     ]
     for w in done:
         m = margin(w)
-        by, peer = fmt(abs(m["difference"])), m["best_peer"]
-        if m["verdict"] == "within noise":
-            how = f"within noise: {'ahead of' if m['difference'] >= 0 else 'behind'} {peer} by {by}"
-        else:
-            how = f"**{m['verdict']}** {'of ' if m['verdict'] == 'ahead' else ''}{peer} by {by}"
-        if m["ours_over_peer"] is not None:
-            how += f" (ours ×{m['ours_over_peer']:.2f} of theirs)"
-        how += f"; spread {fmt(m['spread'])}"
         cells = " | ".join(cell(w.samples[k]) for k in FRAMEWORKS)
-        lines.append(f"| {w.name} | {w.model_calls} | {cells} | {how} |")
+        row = f"| {w.name} | {w.model_calls} | {cells} | {verdict(m)} |"
+        if durable:
+            stats = {k: summary(v) for k, v in w.samples.items()}
+            row += f" {verdict(compare(stats, DURABLE_PEER))} |"
+        lines.append(row)
     notes = [f"- {w.name}: {w.note}" for w in done if w.note]
     return "\n".join([*lines, "", *notes])
 
@@ -465,6 +501,8 @@ async def main(repeat: int, quick: bool) -> None:
         "openai-agents": importlib.metadata.version("openai-agents"),
         "langgraph": importlib.metadata.version("langgraph"),
     }
+    if DURABLE_PEER in FRAMEWORKS:
+        versions[DURABLE_PEER] = importlib.metadata.version("langgraph-checkpoint-sqlite")
     load_before = os.getloadavg()
     print(
         f"peers on {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
