@@ -216,7 +216,8 @@ class RunContext:
         `durable`: `"now"` waits for the commit (a human's decision; what must be seen before the run waits or
         ends). `"before_use"` for what the run acts on later (a model reply, a tool result): the run goes on at
         once, and `durable()`, called before the next model or tool call, waits for it. `"later"` for what
-        nothing acts on (a step started or finished). A posted event is committed with the next awaited write,
+        nothing acts on (a step started or finished, a pattern's own events: derived from the recorded
+        effects, a resumed run derives them again). A posted event is committed with the next awaited write,
         in order, or once the loop is idle; if it cannot be, the run's next `durable()` or awaited record
         raises the error. Posted records return 0.
 

@@ -214,7 +214,9 @@ def concurrent(agents: Sequence[str], task: str, options: ConcurrentOptions) -> 
     async def body(ctx: RunContext) -> Outcome:
         answers, failed = await fan_out(ctx, agents, agent_prompt(task, options.reconcile))
         if not answers:
-            await ctx.record("reconciled", {"rule": options.reconcile, "answers": [], "failed": failed})
+            await ctx.record(
+                "reconciled", {"rule": options.reconcile, "answers": [], "failed": failed}, durable="later"
+            )
             return Outcome(
                 "",
                 "failed",

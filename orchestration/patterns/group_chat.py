@@ -204,6 +204,7 @@ def group_chat(agents: Sequence[str], topic: str, options: GroupChatOptions) -> 
                         "chat_terminated",
                         {"turn": turn + 1, "by": options.manager, "why": "conclusion"},
                         step_id=manager_step,
+                        durable="later",
                     )
                     return Outcome(conclusion, data=data(ended_by="conclusion"))
                 if choice.speaker is not None:
@@ -214,6 +215,7 @@ def group_chat(agents: Sequence[str], topic: str, options: GroupChatOptions) -> 
                 "speaker_selected",
                 {"turn": turn + 1, "speaker": speaker, "how": how, "reason": reason},
                 step_id=manager_step,
+                durable="later",
             )
             prompt = (
                 # the phrase stays off the first line: a model echoing the request must not end the chat
@@ -228,6 +230,7 @@ def group_chat(agents: Sequence[str], topic: str, options: GroupChatOptions) -> 
                     "chat_terminated",
                     {"turn": turn + 1, "by": speaker, "why": "termination_phrase"},
                     step_id=result.step_id,
+                    durable="later",
                 )
                 text = result.output.replace(options.termination_phrase, "").strip()
                 return Outcome(text, data=data(ended_by="termination_phrase"))
@@ -267,6 +270,7 @@ async def resolve(
         "chat_terminated",
         {"turn": max_turns, "by": "limit", "why": "max_turns", "resolution": resolution, "how": how},
         step_id=step_id,
+        durable="later",
     )
     return Outcome(
         output,

@@ -84,6 +84,7 @@ def handoff(
                     "handoff",
                     {"from": call.agent, "to": target, "mode": "consult", "message": question},
                     step_id=call.step_id,
+                    durable="later",
                 )
                 answer = await ctx.step(
                     target, question, key=f"consult{consults}.{target}", parent_step_id=call.step_id
@@ -113,6 +114,7 @@ def handoff(
                 "handoff",
                 {"from": current, "to": target, "mode": "transfer", "message": note},
                 step_id=result.step_id,
+                durable="later",
             )
             cycle = repeated_cycle(path)
             if cycle is not None:
@@ -127,7 +129,7 @@ def handoff(
 
 async def _escalate(ctx: RunContext, reason: str, detail: str, partial: str, path: list[str]) -> Outcome:
     """Stop handing off and give the task back to the caller with what was done so far."""
-    await ctx.record("escalated", {"reason": reason, "detail": detail, "path": path})
+    await ctx.record("escalated", {"reason": reason, "detail": detail, "path": path}, durable="later")
     return Outcome(
         partial,
         "stopped",

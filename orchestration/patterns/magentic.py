@@ -243,6 +243,7 @@ def magentic(goal: str, agents: Sequence[str], options: MagenticOptions) -> RunB
                 "magentic_terminated",
                 {"round": rounds, "resets": resets, "why": why, **extra},
                 step_id=step_id,
+                durable="later",
             )
 
         async def stopped(reason: str, error: str) -> Outcome:
@@ -286,6 +287,7 @@ def magentic(goal: str, agents: Sequence[str], options: MagenticOptions) -> RunB
                         "resets": resets,
                     },
                     step_id=asked.step_id,
+                    durable="later",
                 )
                 if progress is not None and progress.is_request_satisfied:
                     final = await speak(
@@ -305,6 +307,7 @@ def magentic(goal: str, agents: Sequence[str], options: MagenticOptions) -> RunB
                         "magentic_reset",
                         {"round": rounds, "reset": resets, "stalls": stalls, "why": why, "action": action},
                         step_id=asked.step_id,
+                        durable="later",
                     )
                     if action == "stop":
                         error = (
@@ -387,6 +390,7 @@ async def plan(
             **({"error": asked.error} if asked.error else {}),
         },
         step_id=asked.step_id,
+        durable="later",
     )
     return ledger
 

@@ -143,7 +143,7 @@ def plan_and_execute(goal: str, executors: Sequence[str], options: PlanOptions) 
             plan, error = await get_plan(ctx, goal, executors, options.planner, feedback, round_)
             if plan is None:
                 return Outcome(best, "failed", "invalid_plan", error)
-            await ctx.record("plan", {"round": round_, "plan": plan.model_dump()})
+            await ctx.record("plan", {"round": round_, "plan": plan.model_dump()}, durable="later")
             if options.dry_run:
                 cost = estimate(plan, goal, ctx.config)
                 text = json.dumps({"plan": plan.model_dump(), "estimate": cost}, indent=2)
@@ -194,7 +194,9 @@ async def get_plan(
             return validate_plan(extract_json(reply.output), executors), ""
         except (ValueError, PlanError) as exc:
             error = str(exc)
-            await ctx.record("plan_rejected", {"round": round_, "attempt": attempt + 1, "error": error})
+            await ctx.record(
+                "plan_rejected", {"round": round_, "attempt": attempt + 1, "error": error}, durable="later"
+            )
     return None, f"the planner's plan was invalid twice; last problem: {error}"
 
 
@@ -212,7 +214,11 @@ async def execute(ctx: RunContext, goal: str, plan: Plan, round_: int) -> str:
             broken = [d for d in s.depends_on if d in failed]
             if broken:
                 failed[s.id] = f"skipped: {', '.join(broken)} failed"
-                await ctx.record("subtask_finished", {"id": s.id, "status": "skipped", "why": failed[s.id]})
+                await ctx.record(
+                    "subtask_finished",
+                    {"id": s.id, "status": "skipped", "why": failed[s.id]},
+                    durable="later",
+                )
                 return
             inputs = "\n\n".join(f"<output of {d}>\n{outputs[d]}\n</output>" for d in s.depends_on)
             prompt = f"Overall goal: {goal}\n\nYour subtask: {s.task}" + (f"\n\n{inputs}" if inputs else "")
@@ -220,10 +226,17 @@ async def execute(ctx: RunContext, goal: str, plan: Plan, round_: int) -> str:
                 result = await ctx.step(s.agent, prompt, key=f"r{round_}.{s.id}")
             except StepFailed as exc:
                 failed[s.id] = exc.message
-                await ctx.record("subtask_finished", {"id": s.id, "status": "failed", "why": exc.message})
+                await ctx.record(
+                    "subtask_finished", {"id": s.id, "status": "failed", "why": exc.message}, durable="later"
+                )
                 return
             outputs[s.id] = result.output
-            await ctx.record("subtask_finished", {"id": s.id, "status": "succeeded"}, step_id=result.step_id)
+            await ctx.record(
+                "subtask_finished",
+                {"id": s.id, "status": "succeeded"},
+                step_id=result.step_id,
+                durable="later",
+            )
         except GuardrailTripped as exc:
             tripped.append(exc)
             failed[s.id] = exc.message
@@ -258,7 +271,7 @@ async def evaluate(ctx: RunContext, goal: str, result: str, evaluator: str, roun
         feedback = str(verdict.get("feedback", ""))
     except (ValueError, KeyError, TypeError):
         score, feedback = 0.0, "the evaluator's verdict could not be read; make the result clearer"
-    await ctx.record("evaluation", {"round": round_, "score": score, "feedback": feedback})
+    await ctx.record("evaluation", {"round": round_, "score": score, "feedback": feedback}, durable="later")
     return score, feedback
 
 

@@ -92,7 +92,10 @@ def sequential(agents: Sequence[str], task: str, checkpoint: Checkpoint | None =
             if checkpoint is not None and (i < len(agents) - 1 or checkpoint.check_last):
                 passed, reason = await run_checkpoint(ctx, checkpoint, result.output, key=f"{i}.check")
                 await ctx.record(
-                    "checkpoint", {"after": agent, "passed": passed, "reason": reason}, step_id=result.step_id
+                    "checkpoint",
+                    {"after": agent, "passed": passed, "reason": reason},
+                    step_id=result.step_id,
+                    durable="later",
                 )
                 if not passed:
                     following = f" before {agents[i + 1]}" if i < len(agents) - 1 else ""
