@@ -9,11 +9,11 @@ The result is the output of the plan's final subtasks (those nothing depends on)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestration.config import TeamConfig, describe_validation_error, validated
@@ -204,7 +204,7 @@ async def execute(ctx: RunContext, goal: str, plan: Plan, round_: int) -> str:
     """Run the plan as a DAG; returns the final subtasks' outputs."""
     outputs: dict[str, str] = {}
     failed: dict[str, str] = {}
-    done = {s.id: anyio.Event() for s in plan.subtasks}
+    done = {s.id: asyncio.Event() for s in plan.subtasks}
     tripped: list[GuardrailTripped] = []
 
     async def run(s: Subtask) -> None:
@@ -243,9 +243,9 @@ async def execute(ctx: RunContext, goal: str, plan: Plan, round_: int) -> str:
         finally:
             done[s.id].set()
 
-    async with anyio.create_task_group() as tg:
+    async with asyncio.TaskGroup() as tg:  # native tasks: a fraction of anyio's per-task cost
         for s in plan.subtasks:
-            tg.start_soon(run, s)
+            tg.create_task(run(s))
     if tripped:
         raise tripped[0]
     needed = {d for s in plan.subtasks for d in s.depends_on}
