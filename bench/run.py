@@ -557,6 +557,7 @@ async def main(quick: bool) -> None:
     await audit_throughput(5_000 if quick else 20_000)
     await stdio_round_trip(30 if quick else 100)
     await fan_out([10, 100] if quick else [10, 100, 1000], [0.010, 0.100])
+    await chain(20, 0.0)  # the pure per-step overhead: no latency to hide anything behind
     await chain(20, 0.010)
     await chat(4, 5, 0.010)
     await plan20(0.010)
@@ -579,6 +580,9 @@ def table() -> str:
 
 
 if __name__ == "__main__":
+    from server.cli import freeze_startup_heap
+
+    freeze_startup_heap()  # as `concertmaster serve` does once the server is built
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each timed workload (median)")
