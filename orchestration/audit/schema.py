@@ -313,6 +313,13 @@ def _event_keys_and_engine(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("engine", str, not_null_default="embedded")
 
 
+def _partial_event_key_index(db: sqlite_utils.Database) -> None:
+    """`events_event_key` indexes only the events that have a key (a run on another engine): every other event
+    (nearly all) no longer adds an index entry when it is written. Lookups by key use it as before."""
+    db.execute("drop index if exists events_event_key")
+    db.execute("create unique index events_event_key on events (event_key) where event_key is not null")
+
+
 Migration = Callable[["sqlite_utils.Database"], None]
 
 #: Applied in order, each once; the index + 1 is the schema version.
@@ -325,6 +332,7 @@ MIGRATIONS: list[Migration] = [
     _audit_vocabulary_views,
     _runs_principal,
     _event_keys_and_engine,
+    _partial_event_key_index,
 ]
 
 
