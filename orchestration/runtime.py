@@ -27,6 +27,7 @@ from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
 from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine
 from orchestration.errors import (
+    AuditError,
     ConcertmasterError,
     GuardrailTripped,
     InvalidInputError,
@@ -373,12 +374,11 @@ class Runtime:
         )
         return RunContext(run_id=run_id, config=self.config, budget=budget, engine=engine, control=control)
 
-    def _launch(self, ctx: RunContext, body: RunBody, *, resumable: bool) -> _Active:
+    def _launch(self, ctx: RunContext, body: RunBody, *, resumable: bool) -> None:
         assert self._tg is not None
         active = _Active(ctx, resumable=resumable)
         self._active[ctx.run_id] = active
         self._tg.start_soon(self._execute, active, body)
-        return active
 
     async def _execute(self, active: _Active, body: RunBody) -> None:
         ctx = active.ctx
@@ -547,11 +547,26 @@ class Runtime:
         error: str | None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        lost, ctx.engine.posting_error = ctx.engine.posting_error, None
-        if (
-            lost is not None and status == "succeeded"
-        ):  # a step's record never landed: the run can't be trusted
-            status, reason, error = "failed", "audit_error", f"audit write failed: {lost}"
+        for _ in range(2):  # again, once, if an earlier record of the run failed in the same commit
+            # a record posted without waiting never landed: a run that lost part of its record can't succeed
+            lost, ctx.engine.posting_error = ctx.engine.posting_error, None
+            if lost is not None and status == "succeeded":
+                status, reason, error = "failed", "audit_error", f"audit write failed: {lost}"
+            if await self._record_end(ctx, status, reason, output, error, data):
+                break
+        self._listeners.pop(ctx.run_id, None)
+
+    async def _record_end(
+        self,
+        ctx: RunContext,
+        status: str,
+        reason: str,
+        output: str,
+        error: str | None,
+        data: dict[str, Any] | None,
+    ) -> bool:
+        """Write the run's end; False when it was refused because an earlier record of the run failed with it
+        (then the run ends as failed, in a second write)."""
         ended = now()
         payload = {
             "status": status,
@@ -581,9 +596,13 @@ class Runtime:
             await until_written(
                 record, what=f"the end of {ctx.run_id}", attempts=3 if self._stopping else None
             )
+        except AuditError:
+            if ctx.engine.posting_error is not None and status == "succeeded":
+                return False
+            log.exception("could not record the end of %s", ctx.run_id)
         except Exception:  # a failed write fails the run, never the server's task group
             log.exception("could not record the end of %s", ctx.run_id)
-        self._listeners.pop(ctx.run_id, None)
+        return True
 
     def _wake(self, run_id: str) -> None:
         active = self._active.get(run_id)

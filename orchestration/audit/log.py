@@ -514,11 +514,23 @@ class AuditLog:
         if len(batch) == 1:
             return [(batch[0], _failure(exc))]
         results: list[tuple[_Job, Outcome]] = []
+        broken: dict[str, AuditError] = {}
+        """Runs with a write that failed here: their later writes of this batch fail too, so that what is
+        recorded of a run is always a prefix of what it wrote, never a record with a hole in it."""
         for job in batch:
+            runs = {e.run_id for e in job.write.events if e.run_id is not None}
+            earlier = next((broken[r] for r in runs if r in broken), None)
+            if earlier is not None:
+                results.append(
+                    (job, AuditError(f"not written: an earlier record of the run failed ({earlier})"))
+                )
+                continue
             try:
                 results += self._transaction(conn, [job])
             except Exception as one:
-                results.append((job, _failure(one)))
+                failure = _failure(one)
+                results.append((job, failure))
+                broken.update(dict.fromkeys(runs, failure))
         return results
 
     def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Outcome]]:

@@ -123,3 +123,19 @@ async def test_a_reply_asking_for_a_tool_is_durable_before_the_tool_runs(db: Pat
         assert (await rt.wait(run_id, 60))["status"] == "succeeded"
     assert calls == [1]  # the reply that asked for the call was committed before it ran
     assert committed(db, "tool_called") == 1
+
+
+async def test_a_posted_record_that_cannot_be_written_fails_the_run(db: Path) -> None:
+    """A step's start is not awaited; if it cannot be written, the run must not end as if it had been."""
+    async with Runtime(TEAM, AuditLog(db), providers=lambda *_: ScriptedModel()) as rt:
+        conn = sqlite3.connect(db)
+        conn.execute(
+            "create trigger no_steps before insert on steps begin select raise(abort, 'no steps today'); end"
+        )
+        conn.commit()
+        conn.close()
+        run_id = await rt.start(RunSpec(pattern="delegate", members=("a",), task="t"))
+        run = await rt.wait(run_id, 60)
+    assert run["status"] == "failed" and run["stop_reason"] == "audit_error"
+    assert "no steps today" in run["error"]
+    assert verify_chain(db).ok
