@@ -58,6 +58,24 @@ RunBody = Callable[["RunContext"], Awaitable[Outcome]]
 
 
 @dataclass
+class RunUsage:
+    """A run's usage totals as its row holds them: None until something was reported (never an invented 0)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def add(self, input_tokens: int | None, output_tokens: int | None, cost_usd: float | None) -> None:
+        """Add one model call's usage, the way the row's `coalesce(x, 0) + ?` would."""
+        if input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + input_tokens
+        if output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + output_tokens
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0) + cost_usd
+
+
+@dataclass
 class RunEngine:
     """The machinery behind a run, owned by the engine that runs it. Patterns never touch it: they reach the
     world only through `RunContext` (steps, events, questions to a human), so an engine can record and replay
@@ -86,6 +104,9 @@ class RunEngine:
     """Builds the body of a sub-team's run description (`RunSpec.build`), handed in by the engine."""
     agent_tools: Callable[[RunContext, str], Awaitable[list[AgentTool]]] | None = None
     """An agent's granted downstream tools, gated by its policy, handed in by the engine."""
+    usage: RunUsage = field(default_factory=RunUsage)
+    """The run's usage totals so far (the run tree's: nested teams share the engine), written to its row as
+    absolute values, so that a commit with many model calls rewrites the row once."""
     unsaved: Queued | None = None
     """The last record posted with `durable="before_use"`, until `RunContext.durable()` sees it committed."""
     posting_error: BaseException | None = None
@@ -209,6 +230,7 @@ class RunContext:
         step_id: str | None = None,
         statements: Sequence[tuple[str, Sequence[Any]]] = (),
         durable: Durability = "now",
+        summary: tuple[str, str, Sequence[Any]] | None = None,
     ) -> int:
         """Append an event of this run (with the summary updates it justifies); listeners are told once it is
         committed.
@@ -219,7 +241,7 @@ class RunContext:
         nothing acts on (a step started or finished, a pattern's own events: derived from the recorded
         effects, a resumed run derives them again). A posted event is committed with the next awaited write,
         in order, or once the loop is idle; if it cannot be, the run's next `durable()` or awaited record
-        raises the error. Posted records return 0.
+        raises the error. Posted records return 0. `summary`: a last-wins statement (see `Write.summary`).
 
         On replay, a pattern event already recorded before the restart is not written again, and nothing is
         written for a run another process took over (returns 0)."""
@@ -228,7 +250,7 @@ class RunContext:
         if engine.fenced or (journal is not None and journal.take_event(kind, step_id)):
             return 0
         event = Event(kind, self.run_id, payload, step_id)
-        write = Write(statements, [event])
+        write = Write(statements, [event], summary=summary)
         if durable != "now":
             queued = engine.audit.enqueue(write, lambda outcome: engine.posted(outcome, self.run_id, event))
             if durable == "before_use":

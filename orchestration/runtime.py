@@ -25,7 +25,7 @@ from orchestration.audit.read import AuditReader
 from orchestration.audit.retry import until_written
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
-from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine
+from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine, RunUsage
 from orchestration.errors import (
     AuditError,
     ConcertmasterError,
@@ -485,6 +485,8 @@ class Runtime:
         assert spec.limits is not None
         limits = spec.limits.merged(**journal.extensions)
         ctx = self._context(run_id, limits, spec.control, journal=journal)
+        # the totals its row holds: what replays is not added again, what it calls from here on is
+        ctx.engine.usage = RunUsage(run.get("input_tokens"), run.get("output_tokens"), run.get("cost_usd"))
         await ctx.record(
             "run_resumed",
             {

@@ -64,6 +64,10 @@ class Write:
     key: str | None = None
     """A deterministic id of this write (a run on another engine sends it): a write whose key is already in
     the audit is skipped whole, so a retried delivery never duplicates an event or a summary update."""
+    summary: tuple[str, str, Sequence[Any]] | None = None
+    """`(key, sql, params)`: a statement that sets absolute values (a run's usage totals). Of the writes of one
+    commit with the same key only the last one's is run, after the others' statements: a burst of model calls
+    rewrites the run's row once, not once per call."""
 
 
 Outcome = list[int] | BaseException
@@ -540,12 +544,19 @@ class AuditLog:
             results: list[tuple[_Job, Outcome]] = []
             rows: list[tuple[Any, ...]] = []
             keys: set[str] = set()
+            summaries: dict[str, tuple[str, Sequence[Any]]] = {}
             created = now()  # one time for the events of one commit
             for job in jobs:
                 outcome, head_seq, head_hash = self._apply(
                     conn, job.write, head_seq, head_hash, created, rows, keys
                 )
                 results.append((job, outcome))
+                summary = job.write.summary
+                if summary is not None and job.write.key is None and not isinstance(outcome, BaseException):
+                    summaries.pop(summary[0], None)  # the last one wins, and runs after the ones before it
+                    summaries[summary[0]] = (summary[1], summary[2])
+            for sql, params in summaries.values():
+                conn.execute(sql, redact_params(self.redactor, sql, params))
             conn.executemany(
                 "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash, event_key)"
                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",

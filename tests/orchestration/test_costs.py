@@ -139,3 +139,19 @@ async def test_a_posted_record_that_cannot_be_written_fails_the_run(db: Path) ->
     assert run["status"] == "failed" and run["stop_reason"] == "audit_error"
     assert "no steps today" in run["error"]
     assert verify_chain(db).ok
+
+
+async def test_a_burst_of_model_calls_writes_the_runs_totals_once_and_right(db: Path) -> None:
+    """Each call's usage reaches the run's row as an absolute total: the last one of a commit wins."""
+    commits, run_id = await run_counted(db, RunSpec(pattern="concurrent", members=NAMES, task="t"))
+    conn = sqlite3.connect(db)
+    try:
+        run = conn.execute("select input_tokens, output_tokens from runs where id = ?", (run_id,)).fetchone()
+        steps = conn.execute(
+            "select sum(input_tokens), sum(output_tokens), count(*) from steps where run_id = ?", (run_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    assert steps[2] == len(NAMES) and steps[0] > 0
+    assert tuple(run) == (steps[0], steps[1])
+    assert verify_chain(db).ok
