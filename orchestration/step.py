@@ -11,7 +11,6 @@ import anyio
 
 from orchestration import telemetry
 from orchestration.approvals import request_approval
-from orchestration.audit.log import AuditLog
 from orchestration.audit.schema import now
 from orchestration.context import RunContext
 from orchestration.errors import ConcertmasterError, GuardrailTripped, ProviderError
@@ -340,23 +339,8 @@ async def _record_model_call(
         cost,
         cost,
     )
-    statements: list[tuple[str, Sequence[Any]]] = [
-        (
-            "update steps set model = ?, provider = ?, " + _ADD_USAGE + " where id = ?",
-            (response.model, response.provider, *usage_params, step_id),
-        )
-    ]
-    summary = None
-    if isinstance(ctx.engine.audit, AuditLog):  # the embedded writer: the run's row once per commit
-        totals = ctx.engine.usage
-        totals.add(usage.input_tokens, usage.output_tokens, cost)
-        summary = (
-            f"usage:{ctx.run_id}",
-            "update runs set input_tokens = ?, output_tokens = ?, cost_usd = ? where id = ?",
-            (totals.input_tokens, totals.output_tokens, totals.cost_usd, ctx.run_id),
-        )
-    else:  # another engine's audit (Temporal) sends the increment
-        statements.append(("update runs set " + _ADD_USAGE + " where id = ?", (*usage_params, ctx.run_id)))
+    totals = ctx.engine.usage  # the run's row gets absolute totals, once per commit (`Write.summary`)
+    totals.add(usage.input_tokens, usage.output_tokens, cost)
     await ctx.record(
         "model_called",
         {
@@ -383,8 +367,17 @@ async def _record_model_call(
         },
         step_id=step_id,
         durable="before_use",  # the next model or tool call waits for it (`ctx.durable()`), the run's end too
-        statements=statements,
-        summary=summary,
+        statements=[
+            (
+                "update steps set model = ?, provider = ?, " + _ADD_USAGE + " where id = ?",
+                (response.model, response.provider, *usage_params, step_id),
+            )
+        ],
+        summary=(
+            f"usage:{ctx.run_id}",
+            "update runs set input_tokens = ?, output_tokens = ?, cost_usd = ? where id = ?",
+            (totals.input_tokens, totals.output_tokens, totals.cost_usd, ctx.run_id),
+        ),
     )
     for limit, used, maximum in exceeded:  # actual use passed a budget (the projection is an estimate)
         await ctx.record(

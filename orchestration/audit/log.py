@@ -211,12 +211,10 @@ class AuditLog:
         """Whether the connection's busy timeout is on (the thread) or off (a commit on a loop never waits)."""
         self._posted: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         """Per event loop: writes posted since its last commit, committed together by its next callback."""
-        self._flushes: dict[asyncio.AbstractEventLoop, asyncio.Handle] = {}
-        """Per event loop: its scheduled commit of the posted writes."""
+        self._gathering: dict[asyncio.AbstractEventLoop, float] = {}
+        """Loops with a commit of their posted writes scheduled, and since when they gather (loop time)."""
         self._urgent: set[asyncio.AbstractEventLoop] = set()
         """Loops where someone awaits a posted write: commit on the next turn."""
-        self._since: dict[asyncio.AbstractEventLoop, float] = {}
-        """Per event loop: when the oldest write not committed yet was posted (loop time)."""
         self._handed: dict[asyncio.AbstractEventLoop, int] = {}
         """Per event loop: writes handed to the thread and not yet settled (later ones must follow them)."""
         self._changes_at_checkpoint = 0
@@ -319,9 +317,9 @@ class AuditLog:
         posted.append(job)
         if soon:
             self._urgent.add(loop)
-        if loop not in self._flushes:
-            self._since[loop] = loop.time()
-            self._flushes[loop] = loop.call_soon(self._when_idle, loop)
+        if loop not in self._gathering:
+            self._gathering[loop] = loop.time()
+            loop.call_soon(self._when_idle, loop)
 
     def _when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit the posted writes once the loop has nothing else to run this turn (it is about to wait for
@@ -331,10 +329,10 @@ class AuditLog:
         if (
             ready
             and loop not in self._urgent
-            and loop.time() - self._since.get(loop, 0.0) < self.post_delay_s
+            and loop.time() - self._gathering.get(loop, 0.0) < self.post_delay_s
             and len(self._posted.get(loop, ())) < BATCH_LIMIT
         ):
-            self._flushes[loop] = loop.call_soon(self._when_idle, loop)  # busy: keep gathering
+            loop.call_soon(self._when_idle, loop)  # busy: keep gathering
             return
         self._flush(loop)
 
@@ -371,9 +369,8 @@ class AuditLog:
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit the writes posted on `loop` (a callback of that loop), or hand them to the thread when the
         commit would wait: for the write lock of another connection, or behind writes the thread still has."""
-        self._flushes.pop(loop, None)
+        self._gathering.pop(loop, None)
         self._urgent.discard(loop)
-        self._since.pop(loop, None)
         jobs = self._posted.pop(loop, None)
         if not jobs:
             return
@@ -550,9 +547,9 @@ class AuditLog:
                 outcome, head_seq, head_hash = self._apply(
                     conn, job.write, head_seq, head_hash, created, rows, keys
                 )
-                results.append((job, outcome))
+                results.append((job, [] if outcome is None else outcome))
                 summary = job.write.summary
-                if summary is not None and job.write.key is None and not isinstance(outcome, BaseException):
+                if summary is not None and isinstance(outcome, list):  # applied now (not before, not refused)
                     summaries.pop(summary[0], None)  # the last one wins, and runs after the ones before it
                     summaries[summary[0]] = (summary[1], summary[2])
             for sql, params in summaries.values():
@@ -580,16 +577,16 @@ class AuditLog:
         created: str,
         rows: list[tuple[Any, ...]],
         keys: set[str],
-    ) -> tuple[Outcome, int, str]:
+    ) -> tuple[Outcome | None, int, str]:
         """Run the write's statements and add its events, chained, to `rows` (inserted together after the
-        batch's statements: nothing in a statement reads events)."""
+        batch's statements: nothing in a statement reads events). None: delivered before, nothing done."""
         redact = self.redactor
         if write.key is not None:
             if (
                 write.key in keys
                 or conn.execute("select 1 from events where event_key = ?", (f"{write.key}.0",)).fetchone()
             ):
-                return [], seq, prev  # delivered before: already committed whole
+                return None, seq, prev  # delivered before: already committed whole
             keys.add(write.key)
         if write.guard is not None:
             sql, params = write.guard

@@ -90,6 +90,7 @@ def write_to_dict(write: Write) -> dict[str, Any]:
         "guard": [write.guard[0], list(write.guard[1])] if write.guard is not None else None,
         "statements": [[sql, list(params)] for sql, params in write.statements],
         "events": [[e.kind, e.run_id, e.payload, e.step_id] for e in write.events],
+        "summary": [write.summary[0], write.summary[1], list(write.summary[2])] if write.summary else None,
     }
 
 
@@ -118,7 +119,17 @@ def write_from_dict(data: dict[str, Any], run_id: str) -> Write:
         events.append(Event(kind, run_id, payload, step_id if isinstance(step_id, str) else None))
     if not events:
         raise InvalidInputError(f"an audit write of run {run_id} has no event")
-    return Write(statements, events, key=key, guard=guard)
+    return Write(statements, events, key=key, guard=guard, summary=_summary(data.get("summary"), run_id))
+
+
+def _summary(item: Any, run_id: str) -> tuple[str, str, list[Any]] | None:
+    """A last-wins statement of the run (its key names the run; the statement is one the engine makes)."""
+    if item is None:
+        return None
+    if not isinstance(item, list | tuple) or len(item) != 3 or item[0] != f"usage:{run_id}":
+        raise InvalidInputError(f"an audit write of run {run_id} has a malformed summary")
+    sql, params = _statement(item[1:], run_id)
+    return item[0], sql, params
 
 
 def _statement(item: Any, run_id: str) -> tuple[str, list[Any]]:
