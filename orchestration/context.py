@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestration.audit.log import AuditLog, Event, Queued, Write
+from orchestration.audit.recompute import Usage
 from orchestration.config import AgentConfig, TeamConfig
 from orchestration.errors import ConcertmasterError, UnknownAgentError
 from orchestration.guard import Budget
@@ -58,24 +59,6 @@ RunBody = Callable[["RunContext"], Awaitable[Outcome]]
 
 
 @dataclass
-class RunUsage:
-    """A run's usage totals as its row holds them: None until something was reported (never an invented 0)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-
-    def add(self, input_tokens: int | None, output_tokens: int | None, cost_usd: float | None) -> None:
-        """Add one model call's usage, the way the row's `coalesce(x, 0) + ?` would."""
-        if input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + input_tokens
-        if output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + output_tokens
-        if cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0) + cost_usd
-
-
-@dataclass
 class RunEngine:
     """The machinery behind a run, owned by the engine that runs it. Patterns never touch it: they reach the
     world only through `RunContext` (steps, events, questions to a human), so an engine can record and replay
@@ -104,7 +87,7 @@ class RunEngine:
     """Builds the body of a sub-team's run description (`RunSpec.build`), handed in by the engine."""
     agent_tools: Callable[[RunContext, str], Awaitable[list[AgentTool]]] | None = None
     """An agent's granted downstream tools, gated by its policy, handed in by the engine."""
-    usage: RunUsage = field(default_factory=RunUsage)
+    usage: Usage = field(default_factory=Usage)
     """The run's usage totals so far (the run tree's: nested teams share the engine), written to its row as
     absolute values, so that a commit with many model calls rewrites the row once."""
     unsaved: Queued | None = None

@@ -22,10 +22,11 @@ from orchestration.agent_tools import tools_for
 from orchestration.approvals import Approvals, answers_from_elsewhere
 from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import AuditReader
+from orchestration.audit.recompute import Usage
 from orchestration.audit.retry import until_written
 from orchestration.audit.schema import now
 from orchestration.config import TeamConfig
-from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine, RunUsage
+from orchestration.context import Listener, Outcome, ProviderFactory, RunBody, RunContext, RunEngine
 from orchestration.errors import (
     AuditError,
     ConcertmasterError,
@@ -486,7 +487,7 @@ class Runtime:
         limits = spec.limits.merged(**journal.extensions)
         ctx = self._context(run_id, limits, spec.control, journal=journal)
         # the totals its row holds: what replays is not added again, what it calls from here on is
-        ctx.engine.usage = RunUsage(run.get("input_tokens"), run.get("output_tokens"), run.get("cost_usd"))
+        ctx.engine.usage = Usage(run.get("input_tokens"), run.get("output_tokens"), run.get("cost_usd"))
         await ctx.record(
             "run_resumed",
             {

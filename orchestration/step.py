@@ -251,7 +251,7 @@ async def _start(
                 (step_id, ctx.run_id, parent_step_id, key, agent, provider, model, prompt, started),
             )
         ],
-        durable="later",  # nothing acts on a step's start: it is committed with the step's first model reply
+        durable="later",  # nothing acts on a step's start: committed with the next write or once the loop idles
     )
 
 
@@ -339,32 +339,31 @@ async def _record_model_call(
         cost,
         cost,
     )
+    payload = {
+        "agent": agent,
+        "provider": response.provider,
+        "model": response.model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cost_usd": cost,
+        "latency_ms": round(latency * 1000, 3),
+        "stop_reason": response.stop_reason,
+        "tool_calls": [tc.name for tc in response.tool_calls],
+        # the whole reply, so a step cut short by a restart is replayed instead of paid for twice
+        "reply": {
+            "v": REPLY_FORMAT,
+            "text": response.text,
+            "stop_reason": response.stop_reason,
+            "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        },
+    }
     totals = ctx.engine.usage  # the run's row gets absolute totals, once per commit (`Write.summary`)
-    totals.add(usage.input_tokens, usage.output_tokens, cost)
+    totals.add(payload)
     await ctx.record(
         "model_called",
-        {
-            "agent": agent,
-            "provider": response.provider,
-            "model": response.model,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "cost_usd": cost,
-            "latency_ms": round(latency * 1000, 3),
-            "stop_reason": response.stop_reason,
-            "tool_calls": [tc.name for tc in response.tool_calls],
-            # the whole reply, so a step cut short by a restart is replayed instead of paid for twice
-            "reply": {
-                "v": REPLY_FORMAT,
-                "text": response.text,
-                "stop_reason": response.stop_reason,
-                "calls": [
-                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
-                ],
-            },
-        },
+        payload,
         step_id=step_id,
         durable="before_use",  # the next model or tool call waits for it (`ctx.durable()`), the run's end too
         statements=[
