@@ -68,6 +68,27 @@ async def bare_calls(model: ScriptedModel, n: int, *, parallel: bool = False) ->
     return time.perf_counter() - started
 
 
+async def against_floor(
+    floor: Callable[[], Awaitable[float]], ours: Callable[[], Awaitable[float]]
+) -> tuple[float, float]:
+    """Medians of `REPEAT` runs of ours and of its floor (the same model calls with nothing around them),
+    alternated so that the machine's load falls on both alike: (ours, floor) in seconds."""
+    walls, floors = [], []
+    for _ in range(REPEAT):
+        floors.append(await floor())
+        walls.append(await ours())
+    return median(walls), median(floors)
+
+
+async def succeeded(
+    config: TeamConfig, body: Callable[[RunContext], Awaitable[Outcome]], model: ScriptedModel
+) -> float:
+    """The wall time of a run that must succeed."""
+    wall, result = await run_body(config, body, model=model)
+    assert result["status"] == "succeeded", result
+    return wall
+
+
 def row(name: str, ours: float, ideal: float, unit: str, note: str = "") -> None:
     ROWS.append(
         {
@@ -353,39 +374,34 @@ async def fan_out(sizes: list[int], latencies: list[float]) -> None:
     print("concurrent fan-out: wall time vs one latency (the ideal)")
     for latency in latencies:
         for n in sizes:
-            names = [f"a{i}" for i in range(n)]
-            config = team(names)
-            walls, floors = [], []
-            for _ in range(REPEAT):
-                floors.append(await bare_calls(ScriptedModel(latency=latency), n, parallel=True))
-                wall, result = await run_body(
-                    config, concurrent(names, "t", ConcurrentOptions()), model=ScriptedModel(latency=latency)
-                )
-                assert result["status"] == "succeeded", result
-                walls.append(wall)
-            wall, floor = median(walls), median(floors)
-            row(
-                f"fan-out {n} agents, L={latency * 1000:.0f} ms",
-                wall * 1000,
-                latency * 1000,
-                "ms",
-                f"median of {REPEAT}; {n} bare calls at once take {floor / latency:.2f} L here",
-            )
+            await fan_out_of(n, latency)
+
+
+async def fan_out_of(n: int, latency: float) -> None:
+    names = [f"a{i}" for i in range(n)]
+    config = team(names)
+    wall, floor = await against_floor(
+        lambda: bare_calls(ScriptedModel(latency=latency), n, parallel=True),
+        lambda: succeeded(
+            config, concurrent(names, "t", ConcurrentOptions()), ScriptedModel(latency=latency)
+        ),
+    )
+    row(
+        f"fan-out {n} agents, L={latency * 1000:.0f} ms",
+        wall * 1000,
+        latency * 1000,
+        "ms",
+        f"median of {REPEAT}; {n} bare calls at once take {floor / latency:.2f} L here",
+    )
 
 
 async def chain(n: int, latency: float) -> None:
     print("sequential chain: overhead per step against N bare calls of the same model")
     names = [f"a{i}" for i in range(n)]
-    walls, bares = [], []
-    for _ in range(REPEAT):
-        model = ScriptedModel(latency=latency)
-        bares.append(await bare_calls(model, n))
-        wall, result = await run_body(
-            team(names), sequential(names, "t"), model=ScriptedModel(latency=latency)
-        )
-        assert result["status"] == "succeeded", result
-        walls.append(wall)
-    wall, bare = median(walls), median(bares)
+    wall, bare = await against_floor(
+        lambda: bare_calls(ScriptedModel(latency=latency), n),
+        lambda: succeeded(team(names), sequential(names, "t"), ScriptedModel(latency=latency)),
+    )
     row(
         f"chain of {n}, L={latency * 1000:.0f} ms",
         wall * 1000,
@@ -398,13 +414,12 @@ async def chain(n: int, latency: float) -> None:
 async def chat(agents: int, rounds: int, latency: float) -> None:
     names = [f"a{i}" for i in range(agents)]
     turns = agents * rounds
-    walls, bares = [], []
-    for _ in range(REPEAT):
-        bares.append(await bare_calls(ScriptedModel(latency=latency), turns))
+
+    async def ours() -> float:  # a chat that runs out of turns ends "stopped" by design: any end counts
         body = group_chat(names, "topic", GroupChatOptions(max_turns=turns))
-        wall, _ = await run_body(team(names), body, model=ScriptedModel(latency=latency))
-        walls.append(wall)
-    wall, bare = median(walls), median(bares)
+        return (await run_body(team(names), body, model=ScriptedModel(latency=latency)))[0]
+
+    wall, bare = await against_floor(lambda: bare_calls(ScriptedModel(latency=latency), turns), ours)
     row(
         f"group chat {agents} agents x {rounds} rounds, L={latency * 1000:.0f} ms",
         wall * 1000,
@@ -428,23 +443,22 @@ async def plan20(latency: float) -> None:
     ]
     names = ["planner", *(f"w{i}" for i in range(width))]
     plan_json = json.dumps({"subtasks": subtasks})
-    walls, ideals = [], []
-    for _ in range(REPEAT):
+
+    async def ideal() -> float:  # the critical path: the planner's call, then each layer's calls at once
         floor = ScriptedModel(latency=latency)
-        # the critical path: the planner's call, then each layer's calls at once
-        ideal = await bare_calls(floor, 1)
+        total = await bare_calls(floor, 1)
         for _ in range(layers):
-            ideal += await bare_calls(floor, width, parallel=True)
-        model = ScriptedModel([plan_json], latency=latency)
-        body = plan_and_execute("goal", names[1:], PlanOptions(planner="planner"))
-        wall, result = await run_body(team(names), body, model=model)
-        assert result["status"] == "succeeded", result
-        walls.append(wall)
-        ideals.append(ideal)
+            total += await bare_calls(floor, width, parallel=True)
+        return total
+
+    body = plan_and_execute("goal", names[1:], PlanOptions(planner="planner"))
+    wall, best = await against_floor(
+        ideal, lambda: succeeded(team(names), body, ScriptedModel([plan_json], latency=latency))
+    )
     row(
         f"20-node plan (4 layers x 5), L={latency * 1000:.0f} ms",
-        median(walls) * 1000,
-        median(ideals) * 1000,
+        wall * 1000,
+        best * 1000,
         "ms",
         "ideal: the planner's call and each layer's 5 calls at once, bare",
     )
