@@ -5,7 +5,7 @@ committed in one transaction by a callback the loop runs next (group commit, no 
 per batch). A write that would have to wait (another connection holds SQLite's write lock, or the writer
 thread is busy with earlier writes) goes to the writer thread instead, which waits for it without blocking
 the loop; writes of one loop are committed in the order they were posted either way. Blocking callers (the
-CLI) and WAL checkpoints (an fsync) use the thread too. Each event is chained to the previous one by hash,
+CLI) and WAL checkpoints (an fsync, on a connection of their own, so commits go on meanwhile) use the thread too. Each event is chained to the previous one by hash,
 inside the transaction, after taking the write lock (`BEGIN IMMEDIATE`), so another process writing the same
 file (the CLI approving an action) extends the same chain.
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from orchestration.audit.redact import redact_params
 from orchestration.audit.schema import migrate, now
@@ -38,12 +38,12 @@ BATCH_LIMIT = 512  # writes per transaction: bounds latency of the first write i
 POST_DELAY_S = 0.002
 """How long a write posted without waiting may wait, on a loop that stays busy, to share a commit."""
 CHECKPOINT_CHANGES = 10_000
-"""Rows changed between two WAL checkpoints, which the writer thread runs (they fsync) so the loop never waits
-on one; SQLite's own automatic checkpoint is off on the writer's connection."""
+"""Rows changed between two WAL checkpoints, which the writer thread runs on a connection of its own (they
+fsync): the loop never waits on one, and commits go on while it runs (a PASSIVE checkpoint takes no write
+lock). SQLite's own automatic checkpoint is off on the writer's connection."""
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):  # immutable like a frozen dataclass, a third of its cost to make (one per record)
     """One append-only audit event."""
 
     kind: str
@@ -52,8 +52,7 @@ class Event:
     step_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(NamedTuple):
     """Statements that update summary rows, and the events that record why, committed together."""
 
     statements: Sequence[tuple[str, Sequence[Any]]] = ()
@@ -219,6 +218,8 @@ class AuditLog:
         """Per event loop: writes handed to the thread and not yet settled (later ones must follow them)."""
         self._changes_at_checkpoint = 0
         self._checkpoint_queued = False
+        self._checkpointer: sqlite3.Connection | None = None
+        """The thread's connection for WAL checkpoints (opened at the first one)."""
         self.commits = 0
         """Transactions committed so far (for tests and benchmarks: what a run costs, counted, not timed)."""
 
@@ -268,6 +269,8 @@ class AuditLog:
         self._thread.join()
         if self._conn is not None:
             self._conn.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
 
     def __enter__(self) -> AuditLog:
         return self.open()
@@ -414,12 +417,12 @@ class AuditLog:
             job.settle(outcome)
 
     def _maybe_checkpoint(self) -> None:
+        """Queue a checkpoint once enough rows changed (called holding the connection's lock)."""
         assert self._conn is not None
-        if (
-            not self._checkpoint_queued
-            and self._conn.total_changes - self._changes_at_checkpoint > CHECKPOINT_CHANGES
-        ):
+        changes = self._conn.total_changes
+        if not self._checkpoint_queued and changes - self._changes_at_checkpoint > CHECKPOINT_CHANGES:
             self._checkpoint_queued = True
+            self._changes_at_checkpoint = changes
             self._queue.put("checkpoint")
 
     # -- the writer thread -------------------------------------------------------------------------
@@ -431,7 +434,7 @@ class AuditLog:
             if job is None:
                 return
             if isinstance(job, str):  # "checkpoint"
-                self._checkpoint(conn)
+                self._checkpoint()
                 continue
             assert isinstance(job, _Job)
             batch = [job]
@@ -461,15 +464,17 @@ class AuditLog:
             job = more = None  # the last batch's writes (and their payloads) are not kept while we wait
             batch.clear()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Move the WAL into the database file (PASSIVE: never waits for readers or writers)."""
-        with self._lock:
-            self._checkpoint_queued = False
-            self._changes_at_checkpoint = conn.total_changes
-            try:
-                conn.execute("pragma wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:  # the next one will try again; nothing is lost
-                logging.getLogger("concertmaster.audit").warning("WAL checkpoint failed: %s", exc)
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database file (PASSIVE: never waits for readers or writers), on the thread's
+        own connection: the writer's connection stays free for the loop's commits meanwhile."""
+        self._checkpoint_queued = False
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = connect(self.path, busy_timeout_s=0)
+                self._checkpointer.execute("pragma wal_autocheckpoint=0")
+            self._checkpointer.execute("pragma wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one will try again; nothing is lost
+            logging.getLogger("concertmaster.audit").warning("WAL checkpoint failed: %s", exc)
 
     def _settle(self, results: list[tuple[_Job, Outcome]]) -> None:
         """Hand each job its outcome: one wake-up per event loop for the whole batch, not one per write."""
@@ -539,14 +544,11 @@ class AuditLog:
             conn.execute("begin immediate")
             head_seq, head_hash = conn.execute("select seq, hash from audit_head where id = 1").fetchone()
             results: list[tuple[_Job, Outcome]] = []
-            rows: list[tuple[Any, ...]] = []
+            events: list[tuple[Event, str, str | None]] = []
             keys: set[str] = set()
             summaries: dict[str, tuple[str, Sequence[Any]]] = {}
-            created = now()  # one time for the events of one commit
             for job in jobs:
-                outcome, head_seq, head_hash = self._apply(
-                    conn, job.write, head_seq, head_hash, created, rows, keys
-                )
+                outcome = self._apply(conn, job.write, head_seq + len(events), events, keys)
                 results.append((job, [] if outcome is None else outcome))
                 summary = job.write.summary
                 if summary is not None and isinstance(outcome, list):  # applied now (not before, not refused)
@@ -554,6 +556,7 @@ class AuditLog:
                     summaries[summary[0]] = (summary[1], summary[2])
             for sql, params in summaries.values():
                 conn.execute(sql, redact_params(self.redactor, sql, params))
+            rows, head_seq, head_hash = self._chain(events, head_seq, head_hash)
             conn.executemany(
                 "insert into events (seq, run_id, step_id, kind, payload, created_at, prev_hash, hash, event_key)"
                 " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -573,37 +576,46 @@ class AuditLog:
         conn: sqlite3.Connection,
         write: Write,
         seq: int,
-        prev: str,
-        created: str,
-        rows: list[tuple[Any, ...]],
+        events: list[tuple[Event, str, str | None]],
         keys: set[str],
-    ) -> tuple[Outcome | None, int, str]:
-        """Run the write's statements and add its events, chained, to `rows` (inserted together after the
-        batch's statements: nothing in a statement reads events). None: delivered before, nothing done."""
+    ) -> Outcome | None:
+        """Run the write's statements and add its events (with their JSON text and key) to `events`, which
+        are chained and inserted together after the batch's statements (nothing in a statement reads events);
+        `seq` is the last sequence number before them. None: delivered before, nothing done."""
         redact = self.redactor
         if write.key is not None:
             if (
                 write.key in keys
                 or conn.execute("select 1 from events where event_key = ?", (f"{write.key}.0",)).fetchone()
             ):
-                return None, seq, prev  # delivered before: already committed whole
+                return None  # delivered before: already committed whole
             keys.add(write.key)
         if write.guard is not None:
             sql, params = write.guard
             if conn.execute(sql, redact_params(redact, sql, params)).rowcount == 0:
                 # the guard changed nothing, so neither has this write: the rest of the batch goes on
-                return WriteConflict("the row changed before this write (another writer won)"), seq, prev
+                return WriteConflict("the row changed before this write (another writer won)")
         for sql, params in write.statements:
             conn.execute(sql, redact_params(redact, sql, params))  # free text and JSON values, not our ids
-        seqs = []
         for i, ev in enumerate(write.events):
+            events.append((ev, canonical(ev.payload), f"{write.key}.{i}" if write.key is not None else None))
+        return list(range(seq + 1, seq + 1 + len(write.events)))
+
+    def _chain(
+        self, events: list[tuple[Event, str, str | None]], seq: int, prev: str
+    ) -> tuple[list[tuple[Any, ...]], int, str]:
+        """The events' rows, redacted and chained after `(seq, prev)`, and the new head. One search over the
+        whole commit's JSON tells whether any of it could hold a secret (JSON text holds no raw newline and no
+        start of a secret spans one); only then is each event looked at, and only a possible holder walked."""
+        redact = self.redactor
+        suspect = bool(events) and redact.might_hold_secret("\n".join(text for _, text, _ in events))
+        created = now()  # one time for the events of one commit
+        rows = []
+        for ev, payload, key in events:
             seq += 1
-            payload = canonical(ev.payload)
-            if redact.might_hold_secret(payload):  # else redacting every value would change nothing
+            if suspect and redact.might_hold_secret(payload):  # else redacting every value changes nothing
                 payload = canonical(redact.value(ev.payload))
             digest = event_hash(prev, seq, ev.run_id, ev.step_id, ev.kind, payload, created)
-            key = f"{write.key}.{i}" if write.key is not None else None
             rows.append((seq, ev.run_id, ev.step_id, ev.kind, payload, created, prev, digest, key))
             prev = digest
-            seqs.append(seq)
-        return seqs, seq, prev
+        return rows, seq, prev

@@ -118,7 +118,7 @@ class WorkflowAudit:
         history already; the audit is its record, sent in batches."""
 
     def _queue(self, write: Write) -> None:
-        self._buffer.append(dataclasses.replace(write, key=f"{self.run_id}/{self._count}"))
+        self._buffer.append(write._replace(key=f"{self.run_id}/{self._count}"))
         self._count += 1
 
     async def event(

@@ -7,12 +7,15 @@ any machine. Posted records wait for an awaited one (the delay is set out of rea
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from orchestration.audit.log import AuditLog
+import orchestration.audit.log as log_module
+from orchestration.audit.log import AuditLog, Event, Write
 from orchestration.audit.read import verify_chain
 from orchestration.context import Outcome, RunContext
 from orchestration.models.base import ModelRequest, ToolSpec
@@ -155,4 +158,42 @@ async def test_a_burst_of_model_calls_writes_the_runs_totals_once_and_right(db: 
     assert steps[2] == len(NAMES) and steps[0] > 0
     assert tuple(run) == (steps[0], steps[1])  # every call counted, though written together
     assert commits <= 3
+    assert verify_chain(db).ok
+
+
+async def test_writes_commit_on_the_loop_while_a_wal_checkpoint_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint (an fsync) runs on the writer thread's own connection: the loop's commits go on meanwhile
+    instead of waiting behind it. The checkpoint is held open here until the test is done writing, so writes
+    that waited for it would never commit (the test's bound, far beyond any machine, would fail them)."""
+    monkeypatch.setattr(log_module, "CHECKPOINT_CHANGES", 20)
+    started, release = threading.Event(), threading.Event()
+    checkpoint = AuditLog._checkpoint
+
+    def held(self: AuditLog) -> None:
+        started.set()
+        release.wait()
+        checkpoint(self)
+
+    monkeypatch.setattr(AuditLog, "_checkpoint", held)
+    db = tmp_path / "audit.db"
+    with AuditLog(db) as audit:
+        try:
+            for i in range(30):  # past CHECKPOINT_CHANGES: the thread starts a checkpoint, and holds it
+                await audit.write(Write(events=[Event("x", None, {"i": i})]))
+            await anyio.to_thread.run_sync(started.wait)
+            commits = audit.commits
+            with anyio.fail_after(60):
+                for i in range(10):
+                    await audit.write(Write(events=[Event("y", None, {"i": i})]))
+            assert audit.commits == commits + 10  # each committed on the loop, none handed to the thread
+        finally:
+            release.set()  # before the log closes: closing waits for the thread
+    # the checkpoint ran: the database file itself (read without its WAL) holds the first rows
+    conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+    try:
+        assert conn.execute("select count(*) from events where kind = 'x'").fetchone()[0] == 30
+    finally:
+        conn.close()
     assert verify_chain(db).ok
