@@ -109,6 +109,7 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         self.audit.open()
         self._reader = AuditReader(self.audit.path)
+        self._reader.warm()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self.toolbox.bind(self._tg)
