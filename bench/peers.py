@@ -1,18 +1,22 @@
 """concertmaster against langgraph and openai-agents on the same workloads, with a fake model of the same latency.
 
-    python bench/peers.py                # full run: every workload 5 times (a few minutes)
+    python bench/peers.py                # full run: every workload 7 times (one to two minutes)
     python bench/peers.py --quick        # 3 times, fan-outs up to 100 (about a minute)
-    python bench/peers.py --repeat 9     # more repetitions for a tighter spread
+    python bench/peers.py --repeat 11    # more repetitions: a tighter interval (and a wider min-max)
 
 Needs the optional `bench` extra (`pip install -e ".[bench]"`: openai-agents, langgraph); never run by CI.
-Every workload runs R times, interleaved (ours, openai-agents, langgraph, ours, ...) so that the load of this
-shared machine falls on all three alike; the table gives the median and the spread (min-max) of each, and the
-margin of our median over the best peer's median, called "within noise" unless it is larger than the spread.
+Every workload runs R times, interleaved (ours, openai-agents, langgraph, ..., the ideal, ours, ...) so that the
+load of this shared machine falls on every side alike; the table gives the median and the spread (min-max) of
+each. The ideal is no framework but the floor: the workload's model calls made directly, in its shape and nothing
+else, timed like the others. Ours and the ideal are each compared with the best peer (lowest median) by two
+verdicts (`bench/noise.py`): the strict rule (the difference of medians must exceed the larger min-max spread)
+and a bootstrap 95 % interval of the ratio of medians; where even the ideal is "within noise" of a peer, the
+workload cannot tell any framework from that peer, and the table says so.
 Each framework's setup (runtime, agents, compiled graph) is outside the timing; only the run is timed.
 Every side makes the same number of model calls, each sleeping the same latency L; the calls are counted on
 every side and checked against the workload's expectation. Peers write no audit trail: the comparison shows
 what concertmaster's durable audit costs on top of an in-memory run. Prints a markdown table and writes
-bench/peers.json (raw samples included).
+bench/peers.json (raw samples and verdicts included).
 """
 
 import argparse
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -39,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import noise
 import run as ours
 
 DURABLE_PEER = "langgraph+sqlite"
@@ -47,6 +52,10 @@ if importlib.util.find_spec("langgraph.checkpoint.sqlite") is not None:
     FRAMEWORKS += (
         DURABLE_PEER,
     )  # pip install langgraph-checkpoint-sqlite: a peer that also writes each step
+PEERS = FRAMEWORKS[1:]
+IDEAL = "ideal (bare calls)"
+SIDES = (*FRAMEWORKS, IDEAL)
+"""Everything timed, in the order of the rotation; the ideal is a floor, never a peer."""
 Measure = Callable[[], Awaitable[tuple[float, int]]]
 """One timed run of a workload on one framework: (wall seconds, model calls made)."""
 
@@ -342,23 +351,70 @@ class LangGraph:
         return await self._timed(graph, {"outputs": {}}, fake)
 
 
+# -- the ideal: no framework, the floor every side is measured against -------------------------------------------
+class Ideal:
+    """Each workload's model calls made directly on the same `FakeModel`, in the workload's shape and nothing
+    else: what a framework that costs nothing would measure (the timer overshoot of every sleep included)."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+
+    async def fan_out(self, n: int) -> tuple[float, int]:
+        fake = FakeModel(self.latency)
+        started = time.perf_counter()
+        await asyncio.gather(*(fake.complete(name, "t") for name in names("a", n)))
+        return time.perf_counter() - started, fake.calls
+
+    async def chain(self, n: int) -> tuple[float, int]:
+        fake = FakeModel(self.latency)
+        started = time.perf_counter()
+        text = "t"
+        for name in names("a", n):
+            text = await fake.complete(name, text)
+        return time.perf_counter() - started, fake.calls
+
+    async def chat(self, agents_n: int, rounds: int) -> tuple[float, int]:
+        members, fake = names("a", agents_n), FakeModel(self.latency)
+        started = time.perf_counter()
+        messages: list[tuple[str, str]] = []
+        for turn in range(agents_n * rounds):
+            name = members[turn % agents_n]
+            lines = ["Topic of the discussion: topic", *(f"[{who}]: {text}" for who, text in messages)]
+            prompt = f"Your turn, {name}: give your contribution.\n" + "\n\n".join(lines)
+            messages.append((name, await fake.complete(name, prompt)))
+        return time.perf_counter() - started, fake.calls
+
+    async def plan(self, layers: int, width: int) -> tuple[float, int]:
+        fake = FakeModel(self.latency)
+        started = time.perf_counter()
+        await fake.complete("planner", "Goal: goal. Reply with a plan.")
+        previous: list[str] = []
+        for row in plan_layers(layers, width):
+            inputs = "\n\n".join(previous)
+            previous = await asyncio.gather(
+                *(fake.complete(sid, f"Your subtask: {sid}\n\n{inputs}") for sid in row)
+            )
+        return time.perf_counter() - started, fake.calls
+
+
 # -- the workloads and the statistics ---------------------------------------------------------------------------
 @dataclass
 class Workload:
     name: str
     model_calls: int
     """Model calls every framework must make (checked on every run)."""
-    ideal: float
-    """Model latencies on the critical path: the wall time of a framework that costs nothing, in L."""
+    critical_path: float
+    """Model latencies on the critical path, in L: the wall time of a framework that costs nothing on a timer
+    that never overshoots (the ideal side measures what the timer really gives)."""
     per_step: bool
-    """Report overhead in ms per step ((wall - ideal L) / calls) instead of wall / L."""
+    """Report overhead in ms per step ((wall - critical path) / calls) instead of wall / L."""
     runs: dict[str, Measure]
     note: str = ""
     samples: dict[str, list[float]] = field(default_factory=dict)
 
     def metric(self, wall: float, latency: float) -> float:
         if self.per_step:
-            return (wall - self.ideal * latency) / self.model_calls * 1000
+            return (wall - self.critical_path * latency) / self.model_calls * 1000
         return wall / latency
 
 
@@ -368,8 +424,9 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
         "openai-agents": OpenAIAgents(latency),
         "langgraph": LangGraph(latency),
         DURABLE_PEER: LangGraph(latency, durable=True),
+        IDEAL: Ideal(latency),
     }
-    sides = {k: v for k, v in sides.items() if k in FRAMEWORKS}
+    sides = {k: v for k, v in sides.items() if k in SIDES}
     out = []
     for n in fan_sizes:
         out.append(
@@ -379,7 +436,7 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
                 1,
                 False,
                 {k: (lambda s=s, n=n: s.fan_out(n)) for k, s in sides.items()},
-                "ideal 1",
+                "1 L on the critical path",
             )
         )
     out.append(
@@ -389,7 +446,7 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
             20,
             True,
             {k: (lambda s=s: s.chain(20)) for k, s in sides.items()},
-            "ideal 0",
+            "20 L on the critical path: 0 ms/step of overhead",
         )
     )
     out.append(
@@ -399,7 +456,7 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
             20,
             False,
             {k: (lambda s=s: s.chat(4, 5)) for k, s in sides.items()},
-            "ideal 20; openai-agents: a loop of Runner.run over the 4 agents with the transcript (no chat primitive)",
+            "20 L on the critical path; openai-agents: a loop of Runner.run over the 4 agents with the transcript (no chat primitive)",
         )
     )
     out.append(
@@ -409,7 +466,7 @@ def workloads(latency: float, fan_sizes: list[int]) -> list[Workload]:
             5,
             False,
             {k: (lambda s=s: s.plan(4, 5)) for k, s in sides.items()},
-            "ideal 5 (planner + 4 layers); peers run a fixed plan, ours parses and validates the planner's JSON",
+            "5 L on the critical path (planner + 4 layers); peers run a fixed plan, ours parses and validates the planner's JSON",
         )
     )
     return out
@@ -419,32 +476,33 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def margin(w: Workload) -> dict[str, Any]:
-    """Our median against the best peer's (lower is better everywhere); beyond noise only when the difference
-    of the medians exceeds the larger of the two spreads (max - min)."""
-    stats = {k: summary(v) for k, v in w.samples.items()}
-    best = min((k for k in FRAMEWORKS if k != "concertmaster"), key=lambda k: stats[k]["median"])
-    return compare(stats, best)
+@dataclass(frozen=True)
+class Reading:
+    """One side's samples against one peer's on one workload, read by both verdicts (lower is better)."""
+
+    side: str
+    peer: str
+    strict: noise.Strict
+    bootstrap: noise.Bootstrap
 
 
-def compare(stats: dict[str, dict[str, float]], best: str) -> dict[str, Any]:
-    """Our median against `best`'s: the difference, the larger spread, and the verdict."""
-    mine = stats["concertmaster"]
-    theirs = stats[best]
-    difference = theirs["median"] - mine["median"]
-    spread = max(mine["max"] - mine["min"], theirs["max"] - theirs["min"])
-    if abs(difference) <= spread:
-        verdict = "within noise"
-    else:
-        verdict = "ahead" if difference > 0 else "behind"
-    ratio = mine["median"] / theirs["median"] if theirs["median"] > 0 else None
-    return {
-        "best_peer": best,
-        "difference": difference,
-        "spread": spread,
-        "ours_over_peer": ratio,
-        "verdict": verdict,
-    }
+def read(w: Workload, side: str, peer: str) -> Reading:
+    ours, theirs = w.samples[side], w.samples[peer]
+    return Reading(side, peer, noise.strict(ours, theirs), noise.bootstrap(ours, theirs))
+
+
+def best_peer(w: Workload) -> str:
+    """The peer with the lowest median: the one to beat (the ideal is never a peer)."""
+    return min(PEERS, key=lambda k: statistics.median(w.samples[k]))
+
+
+def readings(w: Workload) -> dict[str, Reading]:
+    """Ours and the ideal against the best peer, and ours against the durable peer where it runs."""
+    best = best_peer(w)
+    out = {"ours_vs_best_peer": read(w, "concertmaster", best), "ideal_vs_best_peer": read(w, IDEAL, best)}
+    if DURABLE_PEER in PEERS:
+        out["ours_vs_durable_peer"] = read(w, "concertmaster", DURABLE_PEER)
+    return out
 
 
 def fmt(x: float) -> str:
@@ -456,35 +514,62 @@ def cell(values: list[float]) -> str:
     return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
 
 
-def verdict(m: dict[str, Any]) -> str:
-    by, peer = fmt(abs(m["difference"])), m["best_peer"]
-    if m["verdict"] == "within noise":
-        how = f"within noise: {'ahead of' if m['difference'] >= 0 else 'behind'} {peer} by {by}"
-    else:
-        how = f"**{m['verdict']}** {'of ' if m['verdict'] == 'ahead' else ''}{peer} by {by}"
-    if m["ours_over_peer"] is not None:
-        how += f" (ours ×{m['ours_over_peer']:.2f} of theirs)"
-    return how + f"; spread {fmt(m['spread'])}"
+def bold(verdict: str) -> str:
+    return f"**{verdict}**" if verdict in (noise.AHEAD, noise.BEHIND) else verdict
+
+
+def strict_cell(r: Reading) -> str:
+    s = r.strict
+    if s.verdict not in (noise.AHEAD, noise.BEHIND):
+        side = "ahead" if s.difference >= 0 else "behind"
+        return f"{s.verdict}: {side} by {fmt(abs(s.difference))} ≤ spread {fmt(s.spread)}"
+    return f"**{s.verdict}** by {fmt(abs(s.difference))} > spread {fmt(s.spread)}"
+
+
+def bootstrap_cell(r: Reading) -> str:
+    b = r.bootstrap
+    return f"{bold(b.verdict)}: ×{b.ratio:.3f} [{b.low:.3f}, {b.high:.3f}]"
+
+
+def blind_spots(done: list[Workload], rule: str) -> str:
+    """The line that says where even a framework costing nothing is not ahead of the best peer."""
+    verdicts = {w.name: getattr(readings(w)["ideal_vs_best_peer"], rule) for w in done}
+    label = {"strict": "the strict rule", "bootstrap": "the bootstrap"}[rule]
+    if any(v.verdict == noise.FEW for v in verdicts.values()):
+        return f"- {label}: too few samples to tell anything (--repeat {noise.MIN_SAMPLES} or more)"
+    blind = [f"{w.name} ({best_peer(w)})" for w in done if verdicts[w.name].verdict != noise.AHEAD]
+    if not blind:
+        return f"- {label} tells the ideal (zero overhead) ahead of the best peer on every workload"
+    return f"- {label} cannot tell a zero-overhead framework (the ideal) ahead of the best peer on: " + (
+        "; ".join(blind)
+    )
 
 
 def table(done: list[Workload], versions: dict[str, str], repeat: int) -> str:
     head = " | ".join(f"{k} {versions[k]}" for k in FRAMEWORKS)
-    durable = DURABLE_PEER in FRAMEWORKS
-    extra = " margin vs the durable peer |" if durable else ""
+    durable = DURABLE_PEER in PEERS
+    extra = " ours vs durable peer: strict; bootstrap |" if durable else ""
     lines = [
-        f"| workload (median of {repeat}, min–max) | model calls | {head} | margin vs best peer |{extra}",
-        "|---|---|" + "---|" * len(FRAMEWORKS) + "---|" + ("---|" if durable else ""),
+        f"| workload (median of {repeat}, min–max) | model calls | {head} | {IDEAL} | best peer "
+        "| ours vs best peer: strict | ours vs best peer: bootstrap, ours / peer [95 % CI] "
+        f"| ideal vs best peer: strict | ideal vs best peer: bootstrap |{extra}",
+        "|---|---|" + "---|" * (len(SIDES) + 5) + ("---|" if durable else ""),
     ]
     for w in done:
-        m = margin(w)
-        cells = " | ".join(cell(w.samples[k]) for k in FRAMEWORKS)
-        row = f"| {w.name} | {w.model_calls} | {cells} | {verdict(m)} |"
+        r = readings(w)
+        ours, ideal = r["ours_vs_best_peer"], r["ideal_vs_best_peer"]
+        cells = " | ".join(cell(w.samples[k]) for k in SIDES)
+        row = (
+            f"| {w.name} | {w.model_calls} | {cells} | {ours.peer} | {strict_cell(ours)} "
+            f"| {bootstrap_cell(ours)} | {strict_cell(ideal)} | {bootstrap_cell(ideal)} |"
+        )
         if durable:
-            stats = {k: summary(v) for k, v in w.samples.items()}
-            row += f" {verdict(compare(stats, DURABLE_PEER))} |"
+            d = r["ours_vs_durable_peer"]
+            row += f" {bold(d.strict.verdict)}; {bootstrap_cell(d)} |"
         lines.append(row)
     notes = [f"- {w.name}: {w.note}" for w in done if w.note]
-    return "\n".join([*lines, "", *notes])
+    spots = [blind_spots(done, "strict"), blind_spots(done, "bootstrap")]
+    return "\n".join([*lines, "", *notes, *spots])
 
 
 async def warm_up(latency: float) -> None:
@@ -514,15 +599,15 @@ async def main(repeat: int, quick: bool) -> None:
     gc.freeze()  # every framework's startup objects out of the collector's way alike, as `concertmaster serve` does
     done = []
     for w in workloads(latency, [10, 100] if quick else [10, 100, 1000]):
-        w.samples = {k: [] for k in FRAMEWORKS}
+        w.samples = {k: [] for k in SIDES}
         for _ in range(repeat):
-            for k in FRAMEWORKS:
+            for k in SIDES:
                 gc.collect()  # no framework pays for the garbage of the one before
                 wall, calls = await w.runs[k]()
                 assert calls == w.model_calls, f"{k}, {w.name}: {calls} model calls, expected {w.model_calls}"
                 w.samples[k].append(w.metric(wall, latency))
         done.append(w)
-        print(f"  {w.name}: " + ", ".join(f"{k} {cell(w.samples[k])}" for k in FRAMEWORKS), flush=True)
+        print(f"  {w.name}: " + ", ".join(f"{k} {cell(w.samples[k])}" for k in SIDES), flush=True)
     load_after = os.getloadavg()
     print()
     print(table(done, versions, repeat))
@@ -543,11 +628,20 @@ async def main(repeat: int, quick: bool) -> None:
             {
                 "name": w.name,
                 "model_calls": w.model_calls,
-                "ideal": w.ideal,
+                "critical_path_l": w.critical_path,
                 "note": w.note,
                 "samples": w.samples,
                 "stats": {k: summary(v) for k, v in w.samples.items()},
-                "margin": margin(w),
+                "best_peer": best_peer(w),
+                "verdicts": {
+                    name: {
+                        "side": r.side,
+                        "peer": r.peer,
+                        "strict": asdict(r.strict),
+                        "bootstrap": asdict(r.bootstrap),
+                    }
+                    for name, r in readings(w).items()
+                },
             }
             for w in done
         ],
@@ -561,7 +655,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--quick", action="store_true", help="3 repetitions, fan-outs of 10 and 100 only")
     parser.add_argument(
-        "--repeat", type=int, default=None, help="repetitions per workload (default 5; 3 with --quick)"
+        "--repeat", type=int, default=None, help="repetitions per workload (default 7; 3 with --quick)"
     )
     args = parser.parse_args()
     missing = [m for m in ("agents", "langgraph") if importlib.util.find_spec(m) is None]
@@ -572,6 +666,6 @@ if __name__ == "__main__":
     # our runs each create an audit database under the temp dir: keep them in one place removed at the end
     tempfile.tempdir = tempfile.mkdtemp(prefix="cm-peers-")
     try:
-        asyncio.run(main(args.repeat or (3 if args.quick else 5), args.quick))
+        asyncio.run(main(args.repeat or (3 if args.quick else 7), args.quick))
     finally:
         shutil.rmtree(tempfile.tempdir, ignore_errors=True)
