@@ -465,14 +465,19 @@ class AuditLog:
             batch.clear()
 
     def _checkpoint(self) -> None:
-        """Move the WAL into the database file (PASSIVE: never waits for readers or writers), on the thread's
-        own connection: the writer's connection stays free for the loop's commits meanwhile."""
+        """Move the WAL into the database file (PASSIVE: never waits for readers or writers), in two passes on
+        the thread's own connection. The first copies the bulk while the loop goes on committing; the second,
+        holding the writer's lock, copies what was committed meanwhile (little), so that the checkpoint is
+        complete and the next commit starts the WAL over instead of growing it (a checkpoint that writers
+        always overtake never completes: the WAL and its index would grow without end)."""
         self._checkpoint_queued = False
         try:
             if self._checkpointer is None:
                 self._checkpointer = connect(self.path, busy_timeout_s=0)
                 self._checkpointer.execute("pragma wal_autocheckpoint=0")
             self._checkpointer.execute("pragma wal_checkpoint(PASSIVE)")
+            with self._lock:
+                self._checkpointer.execute("pragma wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # the next one will try again; nothing is lost
             logging.getLogger("concertmaster.audit").warning("WAL checkpoint failed: %s", exc)
 

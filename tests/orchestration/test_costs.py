@@ -197,3 +197,59 @@ async def test_writes_commit_on_the_loop_while_a_wal_checkpoint_runs(
     finally:
         conn.close()
     assert verify_chain(db).ok
+
+
+class _Overtaken:
+    """The checkpoint's connection, pausing after its first pass until the test has committed more writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.passes = 0
+        self.first_done, self.resume, self.finished = threading.Event(), threading.Event(), threading.Event()
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql)
+        if "wal_checkpoint" in sql:
+            self.passes += 1
+            if self.passes == 1:
+                self.first_done.set()
+                self.resume.wait()
+            else:
+                self.finished.set()
+        return cursor
+
+
+async def test_a_checkpoint_overtaken_by_commits_still_lets_the_wal_start_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits go on while a checkpoint copies the WAL, so its first pass is always behind; its second pass,
+    holding the writer's lock, catches up, and the next commit writes the WAL from its start again. Without it
+    the WAL (and its index, in memory) grew by every commit for as long as writes kept coming."""
+    monkeypatch.setattr(log_module, "CHECKPOINT_CHANGES", 10**9)  # only the checkpoint this test starts
+    db = tmp_path / "audit.db"
+
+    def wal_frames() -> int:
+        conn = sqlite3.connect(db)
+        try:
+            return int(conn.execute("pragma wal_checkpoint(PASSIVE)").fetchone()[1])
+        finally:
+            conn.close()
+
+    with AuditLog(db) as audit:
+        for i in range(100):
+            await audit.write(Write(events=[Event("x", None, {"i": i})]))
+        checkpointer = _Overtaken(db)
+        audit._checkpointer = checkpointer  # type: ignore[assignment]
+        audit._queue.put("checkpoint")
+        try:
+            await anyio.to_thread.run_sync(checkpointer.first_done.wait)
+            for i in range(50):  # committed on the loop while the checkpoint runs: its first pass is behind
+                await audit.write(Write(events=[Event("y", None, {"i": i})]))
+        finally:
+            checkpointer.resume.set()
+        await anyio.to_thread.run_sync(checkpointer.finished.wait)
+        await audit.write(Write(events=[Event("z", None, {})]))
+        assert wal_frames() < 20  # one commit's pages: the WAL started over (it held 150 commits' before)
+        checkpointer.conn.close()
+        audit._checkpointer = None
+    assert verify_chain(db).ok
