@@ -5,9 +5,10 @@ committed in one transaction by a callback the loop runs next (group commit, no 
 per batch). A write that would have to wait (another connection holds SQLite's write lock, or the writer
 thread is busy with earlier writes) goes to the writer thread instead, which waits for it without blocking
 the loop; writes of one loop are committed in the order they were posted either way. Blocking callers (the
-CLI) and WAL checkpoints (an fsync, on a connection of their own, so commits go on meanwhile) use the thread too. Each event is chained to the previous one by hash,
-inside the transaction, after taking the write lock (`BEGIN IMMEDIATE`), so another process writing the same
-file (the CLI approving an action) extends the same chain.
+CLI) and WAL checkpoints (an fsync; on a connection of their own, so commits go on meanwhile) use the thread
+too. Each event is chained to the previous one by hash, inside the transaction, after taking the write lock
+(`BEGIN IMMEDIATE`), so another process writing the same file (the CLI approving an action) extends the same
+chain.
 
 Failure is loud: a write that cannot be committed raises `AuditError` in the caller; nothing is dropped.
 """
@@ -39,11 +40,11 @@ POST_DELAY_S = 0.002
 """How long a write posted without waiting may wait, on a loop that stays busy, to share a commit."""
 CHECKPOINT_CHANGES = 10_000
 """Rows changed between two WAL checkpoints, which the writer thread runs on a connection of its own (they
-fsync): the loop never waits on one, and commits go on while it runs (a PASSIVE checkpoint takes no write
-lock). SQLite's own automatic checkpoint is off on the writer's connection."""
+fsync): the loop never waits on one, and commits go on while it copies the WAL (see `_checkpoint`). SQLite's
+own automatic checkpoint is off on the writer's connection."""
 
 
-class Event(NamedTuple):  # immutable like a frozen dataclass, a third of its cost to make (one per record)
+class Event(NamedTuple):  # immutable like a frozen dataclass, less than half its cost to make (one per record)
     """One append-only audit event."""
 
     kind: str
