@@ -244,6 +244,42 @@ async def block(rt: Runtime, size: int) -> None:
             assert run["status"] in ("succeeded", "stopped"), run
 
 
+def report(
+    label: str,
+    unit: str,
+    what: str,
+    points: list[tuple[float, float]],
+    base: float,
+    warmup: int,
+    total: int,
+    took: float,
+    snapshots: dict[int, tracemalloc.Snapshot],
+) -> None:
+    """The rows of a sampled phase: growth per 1,000 `what` over the warm-up, the slope after it, and (under
+    tracemalloc) the sites that grew most between the warm-up mark and the end."""
+    first = next(v for d, v in points if d == warmup)
+    after = [(d / 1000, v) for d, v in points if d >= warmup]
+    row(
+        f"{label} per 1,000 {what} (first {warmup:,}, warm-up included)",
+        (first - base) / warmup * 1000,
+        f"KiB/1,000 {unit}",
+        f"from {base:,.0f} KiB at start",
+    )
+    row(
+        f"{label} slope after warm-up ({warmup:,} to {total:,} {unit})",
+        slope(after),
+        f"KiB/1,000 {unit}",
+        f"{total / took:,.0f} {unit}/s; {after[-1][1] - after[0][1]:+,.0f} KiB over the span",
+    )
+    if len(snapshots) == 2:
+        stats = snapshots[total].compare_to(snapshots[warmup], "lineno")
+        top = [f"{s.size_diff / 1024:+.1f} KiB ({s.count_diff:+d} blocks) {s.traceback}" for s in stats[:8]]
+        GROWTH_SITES[label] = top
+        print(f"    top growth sites between {warmup:,} and {total:,} {unit}:")
+        for line in top:
+            print(f"      {line}")
+
+
 async def finished_runs(
     total: int, every: int, warmup: int, measure: Callable[[], float], label: str
 ) -> None:
@@ -263,28 +299,7 @@ async def finished_runs(
             print(f"    {done:>6,} runs: {value:,.0f} KiB {internals(rt)}", flush=True)
         took = time.perf_counter() - started
         assert internals(rt) == {"active": 0, "listeners": 0, "pending": 0}, internals(rt)
-    first = next(v for d, v in points if d == warmup)
-    per_1000 = (first - base) / warmup * 1000
-    after = [(d / 1000, v) for d, v in points if d >= warmup]
-    row(
-        f"{label} per 1,000 finished runs (first {warmup:,}, warm-up included)",
-        per_1000,
-        "KiB/1,000 runs",
-        f"from {base:,.0f} KiB at start",
-    )
-    row(
-        f"{label} slope after warm-up ({warmup:,} to {total:,} runs)",
-        slope(after),
-        "KiB/1,000 runs",
-        f"{total / took:,.0f} runs/s; {after[-1][1] - after[0][1]:+,.0f} KiB over the span",
-    )
-    if len(snapshots) == 2:
-        stats = snapshots[total].compare_to(snapshots[warmup], "lineno")
-        top = [f"{s.size_diff / 1024:+.1f} KiB ({s.count_diff:+d} blocks) {s.traceback}" for s in stats[:8]]
-        GROWTH_SITES[label] = top
-        print(f"    top growth sites between {warmup:,} and {total:,} runs:")
-        for line in top:
-            print(f"      {line}")
+    report(label, "runs", "finished runs", points, base, warmup, total, took, snapshots)
 
 
 # -- through the MCP server ------------------------------------------------------------------------------------
@@ -325,26 +340,7 @@ async def server_calls(total: int, every: int, warmup: int, measure: Callable[[]
             print(f"    {done:>6,} calls: {value:,.0f} KiB {internals(states[0].runtime)}", flush=True)
         took = time.perf_counter() - started
         assert internals(states[0].runtime) == {"active": 0, "listeners": 0, "pending": 0}
-    after = [(d / 1000, v) for d, v in points if d >= warmup]
-    first = next(v for d, v in points if d == warmup)
-    row(
-        f"{label} per 1,000 delegate_task calls (first {warmup:,}, warm-up included)",
-        (first - base) / warmup * 1000,
-        "KiB/1,000 calls",
-    )
-    row(
-        f"{label} slope after warm-up ({warmup:,} to {total:,} calls)",
-        slope(after),
-        "KiB/1,000 calls",
-        f"{total / took:,.0f} calls/s; {after[-1][1] - after[0][1]:+,.0f} KiB over the span",
-    )
-    if len(snapshots) == 2:
-        stats = snapshots[total].compare_to(snapshots[warmup], "lineno")
-        top = [f"{s.size_diff / 1024:+.1f} KiB ({s.count_diff:+d} blocks) {s.traceback}" for s in stats[:8]]
-        GROWTH_SITES[label] = top
-        print(f"    top growth sites between {warmup:,} and {total:,} calls:")
-        for line in top:
-            print(f"      {line}")
+    report(label, "calls", "delegate_task calls", points, base, warmup, total, took, snapshots)
 
 
 async def traced(phase: Callable[[], Awaitable[None]]) -> None:
